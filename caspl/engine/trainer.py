@@ -1,0 +1,372 @@
+"""Dassl-style trainers: registered models, the epoch loop, checkpoints, resume and evaluation.
+
+Subclasses implement `build_model` (and register the trainable modules with `register_model`),
+`forward_backward(batch) -> dict of floats`, and optionally `model_inference`. Output layout, checkpoint
+names and printed lines follow Dassl, so CoOp-family tools keep working.
+"""
+
+import datetime
+import hashlib
+import json
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+import caspl
+from caspl.evaluation import build_evaluator
+from caspl.optim import build_lr_scheduler, build_optimizer
+from caspl.utils.checkpoint import atomic_save, atomic_write_text, safe_load
+from caspl.utils.meters import AverageMeter, MetricMeter
+from caspl.utils.seed import get_rng_state, set_rng_state
+
+CHECKPOINT_POINTER = "checkpoint"  # Dassl: a text file naming the latest checkpoint of a model
+
+
+def load_model_state(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """load_state_dict that names the offending tensor and both shapes, and the file it came from."""
+    own = module.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise ValueError(
+                f"{source}: tensor {key!r} has shape {tuple(value.shape)} in the checkpoint but "
+                f"{tuple(own[key].shape)} in the model (another backbone or prompt setting?)"
+            )
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected:
+        raise KeyError(
+            f"{source}: keys not in the model: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+        )
+    missing = [k for k in missing if k in dict(module.named_parameters())]
+    if missing:
+        raise KeyError(f"{source}: trainable tensors missing from the checkpoint: {missing[:5]}")
+
+
+def config_hash(cfg: Any) -> str:
+    """A short, stable hash of a config (results.json ties numbers to the exact settings)."""
+    return hashlib.sha1(cfg.dump(sort_keys=True).encode()).hexdigest()[:12]
+
+
+class TrainerBase:
+    """Registered models with their optimizers and schedulers, saved and restored together."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()
+        self._optims: OrderedDict[str, Any] = OrderedDict()
+        self._scheds: OrderedDict[str, Any] = OrderedDict()
+
+    def register_model(self, name: str, model: nn.Module, optim: Any = None, sched: Any = None) -> None:
+        """Register a module whose state is checkpointed under <output>/<name>/."""
+        if name in self._models:
+            raise KeyError(f"model {name!r} is already registered")
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names: str | list[str] | None = None) -> list[str]:
+        if names is None:
+            return list(self._models)
+        names = [names] if isinstance(names, str) else names
+        for n in names:
+            if n not in self._models:
+                raise KeyError(f"model {n!r} is not registered; registered: {list(self._models)}")
+        return names
+
+    def save_model(
+        self, epoch: int, directory: str, is_best: bool = False, val_result: float | None = None
+    ) -> None:
+        """Write model.pth.tar-<epoch> (or model-best.pth.tar) for every registered model."""
+        for name in self.get_model_names():
+            ckpt = {
+                "state_dict": self._models[name].state_dict(),
+                "epoch": epoch,
+                "optimizer": self._optims[name].state_dict() if self._optims[name] else None,
+                "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
+                "val_result": val_result,
+                "rng": get_rng_state(),
+            }
+            folder = Path(directory) / name
+            fname = "model-best.pth.tar" if is_best else f"model.pth.tar-{epoch}"
+            atomic_save(ckpt, folder / fname)
+            if not is_best:
+                atomic_write_text(fname + "\n", folder / CHECKPOINT_POINTER)
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Restore the latest checkpoint under `directory` (models, optimizers, schedulers, RNG); 0 if none."""
+        folders = [Path(directory) / n for n in self.get_model_names()]
+        if not all((f / CHECKPOINT_POINTER).is_file() for f in folders):
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch, rng = 0, None
+        for name, folder in zip(self.get_model_names(), folders):
+            path = folder / (folder / CHECKPOINT_POINTER).read_text().strip()
+            ckpt = safe_load(path)
+            load_model_state(self._models[name], ckpt["state_dict"], str(path))
+            if self._optims[name] is not None and ckpt.get("optimizer") is not None:
+                self._optims[name].load_state_dict(ckpt["optimizer"])
+            if self._scheds[name] is not None and ckpt.get("scheduler") is not None:
+                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            start_epoch, rng = ckpt["epoch"], ckpt.get("rng")
+            print(f"Loaded {path} (epoch {start_epoch})")
+        if rng is not None:
+            set_rng_state(rng)
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """Load weights for evaluation: model.pth.tar-<epoch>, or model-best.pth.tar when epoch is None."""
+        if not directory:
+            raise ValueError("--eval-only needs --model-dir (the output folder of a training run)")
+        for name in self.get_model_names():
+            fname = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+            path = Path(directory) / name / fname
+            if not path.is_file():
+                avail = (
+                    sorted(p.name for p in path.parent.glob("model*.pth.tar*"))
+                    if path.parent.is_dir()
+                    else []
+                )
+                raise FileNotFoundError(
+                    f"no checkpoint at {path} (available: {avail or 'none'}); pass --load-epoch with one of them"
+                )
+            ckpt = safe_load(path)
+            load_model_state(self._models[name], ckpt["state_dict"], str(path))
+            print(f"Loading weights to {name} from {path} (epoch = {ckpt['epoch']})")
+
+    def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            self._models[name].train(mode == "train")
+
+    def update_lr(self, names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def get_current_lr(self, names: str | list[str] | None = None) -> float:
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"] if self._optims[name] else 0.0
+
+    def model_zero_grad(self, names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad(set_to_none=True)
+
+    def detect_anomaly(self, loss: Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(
+                f"loss is {loss.item()}: training diverged (lower OPTIM.LR or check PREC)"
+            )
+
+    def model_backward_and_update(self, loss: Tensor, names: str | list[str] | None = None) -> None:
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss)
+        loss.backward()
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+
+class SimpleTrainer(TrainerBase):
+    """Config-driven trainer: data, model, optimizer, evaluation, logging, results.json."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.check_cfg(cfg)
+        self.device = torch.device("cuda" if cfg.USE_CUDA and torch.cuda.is_available() else "cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.best_result = -math.inf
+        self.time_start = time.time()
+        self._writer = None
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+
+    def check_cfg(self, cfg: Any) -> None:
+        """Subclasses reject settings they cannot honour."""
+
+    def build_data_loader(self) -> None:
+        from caspl.data import DataManager  # noqa: PLC0415 (data stack imported only by trainers that use it)
+
+        dm = DataManager(self.cfg)
+        self.dm = dm
+        self.train_loader_x = dm.train_loader_x
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.lab2cname = dm.lab2cname
+        self.classnames = dm.classnames
+
+    def build_model(self) -> None:
+        raise NotImplementedError
+
+    def build_optim_sched(self, module: nn.Module) -> tuple[Any, Any]:
+        """An optimizer over the trainable parameters of `module` and its lr schedule, from cfg.OPTIM."""
+        optim = build_optimizer(module, self.cfg.OPTIM)
+        return optim, build_lr_scheduler(optim, self.cfg.OPTIM)
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> None:
+        self.before_train()
+        for epoch in range(self.start_epoch, self.max_epoch):
+            self.epoch = epoch
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        directory = self.cfg.RESUME or self.output_dir
+        self.start_epoch = self.resume_model_if_exist(directory)
+        self.time_start = time.time()
+
+    def after_epoch(self) -> None:
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
+        if (
+            not self.cfg.TEST.NO_TEST
+            and self.cfg.TEST.FINAL_MODEL == "best_val"
+            and self.val_loader is not None
+        ):
+            result = self.test(split="val")
+            if result > self.best_result:
+                self.best_result = result
+                self.save_model(self.epoch + 1, self.output_dir, is_best=True, val_result=result)
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch + 1, self.output_dir)
+
+    def after_train(self) -> None:
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val" and self.val_loader is not None:
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.final_evaluation()
+        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
+        print(f"Elapsed: {elapsed}")
+        self.close_writer()
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time, data_time = AverageMeter(), AverageMeter()
+        loader = self.train_loader_x
+        self.num_batches = len(loader)
+        end = time.time()
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, dynamic_ncols=True)
+        for batch_idx, batch in enumerate(bar):
+            self.batch_idx = batch_idx
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+            end = time.time()
+            it = self.epoch * self.num_batches + self.batch_idx
+            if (
+                self.batch_idx + 1
+            ) % self.cfg.TRAIN.PRINT_FREQ == 0 or self.num_batches < self.cfg.TRAIN.PRINT_FREQ:
+                remaining = (
+                    (self.max_epoch - self.epoch - 1) * self.num_batches
+                    + self.num_batches
+                    - self.batch_idx
+                    - 1
+                )
+                eta = str(datetime.timedelta(seconds=int(batch_time.avg * remaining)))
+                print(
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
+                    f"{losses} lr {self.get_current_lr():.4e} eta {eta}"
+                )
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.val, it)
+            self.write_scalar("train/lr", self.get_current_lr(), it)
+        self.update_lr()
+
+    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        return batch["img"].to(self.device, non_blocking=True), batch["label"].to(
+            self.device, non_blocking=True
+        )
+
+    def parse_batch_test(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        return batch["img"].to(self.device, non_blocking=True), batch["label"].to(
+            self.device, non_blocking=True
+        )
+
+    def model_inference(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def before_evaluation(self) -> None:
+        """Hook: compute image-independent things (e.g. text features) once per evaluation."""
+
+    def after_evaluation(self) -> None:
+        """Hook: drop what before_evaluation cached."""
+
+    @torch.no_grad()
+    def test(self, split: str | None = None) -> float:
+        """Evaluate on `split` (TEST.SPLIT by default); prints Dassl's result lines, returns the first metric."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        loader = self.val_loader if split == "val" and self.val_loader is not None else self.test_loader
+        print(f"Evaluate on the *{split}* set")
+        self.before_evaluation()
+        try:
+            for batch in tqdm(loader, desc=f"eval {split}", leave=False, dynamic_ncols=True):
+                images, labels = self.parse_batch_test(batch)
+                self.evaluator.process(self.model_inference(images), labels)
+        finally:
+            self.after_evaluation()
+        self.last_results = self.evaluator.evaluate()
+        for k, v in self.last_results.items():
+            if isinstance(v, int | float):
+                self.write_scalar(f"{split}/{k}", v, self.epoch)
+        return list(self.last_results.values())[0]
+
+    def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Test, then write results.json next to log.txt."""
+        self.test()
+        record = {
+            "trainer": self.cfg.TRAINER.NAME,
+            "dataset": self.cfg.DATASET.NAME,
+            "subsample": self.cfg.DATASET.SUBSAMPLE_CLASSES,
+            "shots": self.cfg.DATASET.NUM_SHOTS,
+            "seed": self.cfg.SEED,
+            "backbone": self.cfg.MODEL.BACKBONE.NAME,
+            "split": self.cfg.TEST.SPLIT,
+            "metrics": {k: v for k, v in self.last_results.items() if isinstance(v, int | float)},
+            "epoch": self.epoch + 1 if self.max_epoch else 0,
+            "config_hash": config_hash(self.cfg),
+            "wall_time_s": round(time.time() - self.time_start, 3),
+            "version": caspl.__version__,
+            **(extra or {}),
+        }
+        atomic_write_text(json.dumps(record, indent=2) + "\n", Path(self.output_dir) / "results.json")
+        return record
+
+    # ------------------------------------------------------------------ tensorboard
+    def write_scalar(self, tag: str, value: float, step: int) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when used)
+
+            self._writer = SummaryWriter(log_dir=str(Path(self.output_dir) / "tensorboard"))
+        self._writer.add_scalar(tag, value, step)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+# Dassl's name for a trainer with one labelled loader.
+TrainerX = SimpleTrainer

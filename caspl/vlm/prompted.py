@@ -1,0 +1,241 @@
+"""Prompted CLIP encoders: the frozen CLIP towers run layer by layer with injected prompt groups.
+
+A *prompt group* supplies tokens for layer 0 and, when deep, for each layer below its depth; at each such
+layer the group's slot in the sequence is overwritten with that layer's tokens, beyond its depth the slot
+passes through. Groups are given to the encoders per forward as lists of per-layer tensors, so tokens can
+be parameters, frozen tensors or computed on the fly (MaPLe's coupling, CoCoOp's image-conditioned shift).
+
+  text:   [SOS] [group 1] [group 2] ... [text, e.g. "dog."] [EOT]     (EOT found by argmax of token ids)
+  vision: [CLS] [patches] [group 1] [group 2] ...                    (after the positional embedding)
+
+With no groups both encoders compute exactly CLIP's encode_text / encode_image.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from clip.model import CLIP
+from clip.simple_tokenizer import SimpleTokenizer
+from torch import Tensor, nn
+
+# Per-group tokens: one tensor per prompted layer, [layer 0, layer 1, ...].
+LayerTokens = Sequence[Tensor]
+
+_TOKENIZER: SimpleTokenizer | None = None
+
+
+def tokenizer() -> SimpleTokenizer:
+    """CLIP's BPE tokenizer (built once: loading the vocabulary takes a while)."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = SimpleTokenizer()
+    return _TOKENIZER
+
+
+class PromptGroup(nn.Module):
+    """Prompt tokens of one tower: `depth` layers of `n_tokens` vectors (layer 0 first).
+
+    `leading_shape` adds leading dims to the layer-0 tokens (CoOp's class-specific context: (n_cls,)).
+    """
+
+    def __init__(
+        self,
+        n_tokens: int,
+        width: int,
+        depth: int = 1,
+        init: Tensor | None = None,
+        std: float = 0.02,
+        leading_shape: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__()
+        if n_tokens < 0 or depth < 0:
+            raise ValueError(f"a prompt group needs n_tokens >= 0 and depth >= 0, got {n_tokens}, {depth}")
+        self.n_tokens, self.width, self.depth = n_tokens, width, depth if n_tokens else 0
+        layers = []
+        for layer in range(self.depth):
+            if layer == 0 and init is not None:
+                tokens = init.detach().clone().float()
+                if tokens.shape[-2:] != (n_tokens, width):
+                    raise ValueError(
+                        f"init tokens have shape {tuple(tokens.shape)}, expected (..., {n_tokens}, {width})"
+                    )
+            else:
+                shape = (*leading_shape, n_tokens, width) if layer == 0 else (n_tokens, width)
+                tokens = torch.empty(shape)
+                nn.init.normal_(tokens, std=std)
+            layers.append(nn.Parameter(tokens))
+        self.tokens = nn.ParameterList(layers)
+
+    def forward(self) -> list[Tensor]:
+        return list(self.tokens)
+
+
+def build_text_ids(pieces: Sequence[str | int], context_length: int = 77) -> tuple[Tensor, Tensor]:
+    """Token ids of [SOS] pieces... [EOT] (an int piece = that many prompt slots) and the slot positions.
+
+    Slot ids are the id of "X" (below EOT, so the EOT position stays the argmax). Raises ValueError naming
+    the text when the sequence does not fit CLIP's context.
+    """
+    tok = tokenizer()
+    sot, eot = tok.encoder["<|startoftext|>"], tok.encoder["<|endoftext|>"]
+    placeholder = tok.encode("X")[0]
+    ids, slots = [sot], []
+    for piece in pieces:
+        if isinstance(piece, int):
+            slots.extend(range(len(ids), len(ids) + piece))
+            ids.extend([placeholder] * piece)
+        else:
+            ids.extend(tok.encode(piece))
+    ids.append(eot)
+    if len(ids) > context_length:
+        text = " ".join(p if isinstance(p, str) else "X" * p for p in pieces)
+        raise ValueError(
+            f"prompt for {text!r} needs {len(ids)} tokens, more than CLIP's context of {context_length}: "
+            "shorten the class name or use fewer prompt tokens"
+        )
+    out = torch.zeros(context_length, dtype=torch.long)
+    out[: len(ids)] = torch.tensor(ids)
+    return out, torch.tensor(slots, dtype=torch.long)
+
+
+def text_pieces(text: str, n_slots: int, position: str = "end", name: str | None = None) -> list[str | int]:
+    """CoOp's class-token positions: end ([slots] text), front ([name] [slots] rest), middle (half each side)."""
+    if position == "end" or n_slots == 0:
+        return [n_slots, text] if n_slots else [text]
+    if name is None or not text.startswith(name):
+        raise ValueError(f"position {position!r} needs the class name at the start of the text, got {text!r}")
+    rest = text[len(name) :]
+    if position == "front":
+        return [name, n_slots, rest]
+    if position == "middle":
+        half = n_slots // 2
+        return [half, name, n_slots - half, rest]
+    raise ValueError(f"unknown class token position {position!r}; valid: end, middle, front")
+
+
+def _write_slots(x: Tensor, slots: Tensor, tokens: Tensor) -> Tensor:
+    """Out of place: x[c, slots[c, k]] = tokens[(c,) k] for x (C, L, D), slots (C, n), tokens (n,D)|(C,n,D)."""
+    tokens = tokens.to(x.dtype).expand(x.shape[0], *tokens.shape[-2:])
+    index = slots.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    return x.scatter(1, index, tokens)
+
+
+class PromptedTextEncoder(nn.Module):
+    """CLIP's text tower over fixed texts, with the slots of each prompt group written at every prompted layer.
+
+    `group_sizes` fixes the slot layout: group g owns the g-th run of slots after [SOS] (for CoOp's
+    front/middle positions, see `text_pieces`). `texts[c]` is what follows the slots for class c.
+    """
+
+    def __init__(
+        self,
+        clip_model: CLIP,
+        texts: Sequence[str],
+        group_sizes: Sequence[int] = (),
+        position: str = "end",
+        names: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.transformer = clip_model.transformer
+        self.positional_embedding = clip_model.positional_embedding
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+        self.group_sizes = [int(n) for n in group_sizes]
+        n_slots = sum(self.group_sizes)
+        ids, slots = [], []
+        for c, text in enumerate(texts):
+            pieces = text_pieces(text, n_slots, position, None if names is None else names[c])
+            i, s = build_text_ids(pieces, clip_model.context_length)
+            ids.append(i)
+            slots.append(s)
+        token_ids = torch.stack(ids)
+        # Not saved in checkpoints: derived from the texts, and large for 1000 classes.
+        self.register_buffer("token_ids", token_ids, persistent=False)
+        self.register_buffer("slots", torch.stack(slots), persistent=False)
+        self.register_buffer("eot_index", token_ids.argmax(dim=-1), persistent=False)
+        with torch.no_grad():
+            embedding = clip_model.token_embedding(token_ids)
+        self.register_buffer("token_embedding", embedding, persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.positional_embedding.dtype
+
+    def group_slots(self, group: int) -> Tensor:
+        start = sum(self.group_sizes[:group])
+        return self.slots[:, start : start + self.group_sizes[group]]
+
+    def forward(self, group_tokens: Sequence[LayerTokens] = ()) -> Tensor:
+        """Text features (n_texts, embed_dim), not normalized."""
+        if len(group_tokens) != len(self.group_sizes):
+            raise ValueError(
+                f"got tokens for {len(group_tokens)} groups, the layout has {len(self.group_sizes)}"
+            )
+        x = self.token_embedding.to(self.dtype)
+        for g, layers in enumerate(group_tokens):
+            if len(layers):
+                x = _write_slots(x, self.group_slots(g), layers[0])
+        x = x + self.positional_embedding.to(self.dtype)
+        for depth, block in enumerate(self.transformer.resblocks):
+            if depth > 0:
+                for g, layers in enumerate(group_tokens):
+                    if depth < len(layers):
+                        x = _write_slots(x, self.group_slots(g), layers[depth])
+            x = block(x.permute(1, 0, 2)).permute(1, 0, 2)  # CLIP's blocks take (L, N, D)
+        x = self.ln_final(x).to(self.dtype)
+        return x[torch.arange(x.shape[0], device=x.device), self.eot_index] @ self.text_projection
+
+
+class PromptedImageEncoder(nn.Module):
+    """CLIP's ViT with prompt groups appended after [CLS][patches] and rewritten at each prompted layer."""
+
+    def __init__(self, clip_model: CLIP) -> None:
+        super().__init__()
+        if not hasattr(clip_model.visual, "class_embedding"):
+            raise ValueError(
+                "prompted image encoders need a ViT CLIP backbone (ResNet towers take no tokens)"
+            )
+        self.visual = clip_model.visual
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.visual.conv1.weight.dtype
+
+    def forward(self, images: Tensor, group_tokens: Sequence[LayerTokens] = ()) -> Tensor:
+        """Image features (B, embed_dim), not normalized."""
+        v = self.visual
+        x = v.conv1(images.to(self.dtype))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        batch, n_base = x.shape[0], x.shape[1]
+
+        def expand(t: Tensor) -> Tensor:
+            return t.to(x.dtype).expand(batch, *t.shape[-2:])
+
+        x = torch.cat([x] + [expand(layers[0]) for layers in group_tokens if len(layers)], dim=1)
+        x = v.ln_pre(x)
+        starts, start = [], n_base
+        for layers in group_tokens:
+            starts.append(start)
+            start += layers[0].shape[-2] if len(layers) else 0
+        for depth, block in enumerate(v.transformer.resblocks):
+            if depth > 0:
+                for layers, s in zip(group_tokens, starts):
+                    if depth < len(layers):
+                        n = layers[depth].shape[-2]
+                        x = torch.cat([x[:, :s], expand(layers[depth]), x[:, s + n :]], dim=1)
+            x = block(x.permute(1, 0, 2)).permute(1, 0, 2)
+        x = v.ln_post(x[:, 0, :])
+        return x @ v.proj if v.proj is not None else x
+
+
+@torch.no_grad()
+def init_tokens_from_text(clip_model: CLIP, text: str) -> Tensor:
+    """Word embeddings of `text` (without SOS/EOT): CoOp's CTX_INIT initialisation, shape (n_words, width)."""
+    tok = tokenizer()
+    ids = torch.tensor(tok.encode(text.replace("_", " ")), dtype=torch.long)
+    if len(ids) == 0:
+        raise ValueError("CTX_INIT is empty")
+    device = clip_model.token_embedding.weight.device
+    return clip_model.token_embedding(ids.to(device)).float().cpu()

@@ -1,0 +1,56 @@
+"""Train or evaluate a registered trainer, with Dassl/CoOp's command line.
+
+    python train.py --root DATA --trainer CoOp --dataset-config-file configs/datasets/oxford_pets.yaml \
+        --config-file configs/trainers/CoOp/vit_b16_ep50.yaml --output-dir output/... --seed 1 [KEY VALUE ...]
+"""
+
+import sys
+
+import torch
+
+import datasets  # noqa: F401  (registers the datasets)
+import trainers  # noqa: F401  (registers the trainers and their config nodes)
+from caspl.config import build_arg_parser, setup_cfg
+from caspl.engine import build_trainer
+from caspl.utils.env import collect_env_info
+from caspl.utils.logger import close_logger, setup_logger
+from caspl.utils.seed import set_random_seed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    cfg = setup_cfg(args)
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    tee = setup_logger(cfg.OUTPUT_DIR)
+    try:
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            torch.backends.cudnn.benchmark = True
+        print("***************")
+        print("** Arguments **")
+        print("***************")
+        for key in sorted(vars(args)):
+            print(f"{key}: {getattr(args, key)}")
+        print("************")
+        print("** Config **")
+        print("************")
+        print(cfg)
+        print("Collecting env info ...")
+        print(f"** System info **\n{collect_env_info()}\n")
+        trainer = build_trainer(cfg)
+        if args.eval_only:
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            trainer.final_evaluation(
+                {"eval_only": True, "model_dir": args.model_dir, "load_epoch": args.load_epoch}
+            )
+            return 0
+        if not args.no_train:
+            trainer.train()
+        return 0
+    finally:
+        close_logger(tee)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

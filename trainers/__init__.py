@@ -1,0 +1,3 @@
+"""Trainers of the project; importing this package registers them all."""
+
+from trainers import zsclip  # noqa: F401
