@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Base-to-new generalization sweep (the paper's main table).
+#
+# For each dataset and seed:
+#   1. CasPL_* trainers only: phase-1 boosting on the dataset's unlabeled train images, once, at
+#      $OUT/boost/<dataset>/<BOOST_CONFIG>/seed<S> (skipped when its boost_prompts.pt exists; shared by
+#      every CasPL_* trainer and by fewshot.sh);
+#   2. training on the base classes (the run ends with the evaluation on the base test classes) at
+#      $OUT/base2new/train_base/<dataset>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>;
+#   3. evaluation of that model on the new test classes at
+#      $OUT/base2new/test_new/<dataset>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>.
+# A run whose results.json exists is skipped, so a sweep re-run after a crash redoes nothing finished.
+#
+# Usage: [VAR=value ...] bash scripts/base2new.sh [--help]
+# Environment:
+#   TRAINER       trainer name (default CasPL_PromptSRC; any registered one: CoOp, PromptSRC, CasPL_MaPLe, ...)
+#   DATASETS      dataset config names (default: the 11 of the paper)
+#   SEEDS         seeds (default "1 2 3")
+#   DATA          dataset root (default ./data)
+#   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
+#                 (default: the method's base-to-new config, e.g. vit_b16_c2_ep20_batch4_4+4ctx)
+#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
+#   SHOTS         shots per base class (default 16)
+#   OUT           output root (default output)
+#   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'
+#   BOOST_OPTS    extra KEY VALUE options for the boosting runs only
+#   GPU           CUDA_VISIBLE_DEVICES of the runs (default: unchanged)
+#   LAUNCHER      local (default) | torchrun (one run over the GPUs in GPU; NPROC processes)
+#   PYTHON        python command (default python)
+#   DRY_RUN=1     print the commands instead of running them
+#   VERBOSE=1     show each run's output (default: in <run dir>/console.txt and log.txt only)
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+case "${1:-}" in -h | --help) caspl_usage "${BASH_SOURCE[0]}" ;; esac
+caspl_setup
+DATASETS="${DATASETS:-$ALL_DATASETS}"
+SHOTS="${SHOTS:-16}"
+CONFIG="${CONFIG:-$(default_config b2n "$TRAINER")}"
+SWEEP_NAME="base2new"
+[ "$TRAINER" = CasPL_Boost ] && _die "TRAINER=CasPL_Boost is phase 1 only; pick a phase-2 trainer (e.g. CasPL_PromptSRC)"
+
+CFG_FILE="$(config_file "$TRAINER" "$CONFIG")"
+CFG_NAME="$(config_name "$CFG_FILE")"
+for DATASET in $DATASETS; do
+    for SEED in $SEEDS; do
+        if is_cascaded "$TRAINER"; then plan_boost "$DATASET" "$SEED"; fi
+        cascade_opts
+        COMMON="$DATASET/shots_$SHOTS/$TRAINER/$CFG_NAME/seed$SEED"
+        TRAIN_DIR="$OUT/base2new/train_base/$COMMON"
+        TEST_DIR="$OUT/base2new/test_new/$COMMON"
+        train_args "$TRAINER" "$CFG_FILE" "$DATASET" "$SEED" "$TRAIN_DIR"
+        plan_run "train base $DATASET seed$SEED $TRAINER" "$TRAIN_DIR" "$TRAIN_DIR/results.json" \
+            "${TRAIN_ARGS[@]}" DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base \
+            "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+        train_args "$TRAINER" "$CFG_FILE" "$DATASET" "$SEED" "$TEST_DIR"
+        plan_run "test new $DATASET seed$SEED $TRAINER" "$TEST_DIR" "$TEST_DIR/results.json" \
+            "${TRAIN_ARGS[@]}" --eval-only --model-dir "$TRAIN_DIR" \
+            DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new \
+            "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+    done
+done
+execute_plan

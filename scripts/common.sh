@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Shared functions of the sweep scripts (base2new.sh, xd.sh, dg.sh, fewshot.sh); sourced, never run.
+#
+# A sweep first *plans* its runs (plan_run: what, output dir, the file whose existence means "done", the
+# train.py arguments), then executes them in order (execute_plan): finished runs are skipped, one
+# progress line is printed per run, the first failing run stops the sweep with its log path, and
+# DRY_RUN=1 prints the commands instead of running them.
+
+set -euo pipefail
+
+CASPL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The 11 base-to-new / few-shot datasets in the paper's order, the cross-dataset targets, the DG targets.
+ALL_DATASETS="imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
+XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
+DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
+
+# Print the comment block at the top of the calling script (its documentation) and exit.
+caspl_usage() {
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$1"
+    exit 0
+}
+
+# Absolute form of a path given relative to the caller's working directory.
+_abspath() {
+    case "$1" in
+        /*) printf '%s' "$1" ;;
+        *) printf '%s/%s' "$CALLER_PWD" "${1#./}" ;;
+    esac
+}
+
+# Quote a word for the shell only when it needs it (readable DRY_RUN output that still pastes).
+_quote() {
+    if [[ "$1" =~ ^[A-Za-z0-9_./:=+@%,-]+$ ]]; then
+        printf '%s' "$1"
+    else
+        printf "'%s'" "${1//\'/\'\\\'\'}"
+    fi
+}
+
+# Read the common environment variables, apply defaults, and move to the repository root.
+caspl_setup() {
+    CALLER_PWD="$(pwd)"
+    TRAINER="${TRAINER:-CasPL_PromptSRC}"
+    SEEDS="${SEEDS:-1 2 3}"
+    DATA="${DATA:-./data}"
+    OUT="${OUT:-output}"
+    OPTS="${OPTS:-}"
+    BOOST_OPTS="${BOOST_OPTS:-}"
+    BOOST_CONFIG="${BOOST_CONFIG:-vit_b16_l14_ep20_4+4ctx}"
+    PYTHON="${PYTHON:-python}"
+    DRY_RUN="${DRY_RUN:-0}"
+    VERBOSE="${VERBOSE:-0}"
+    GPU="${GPU:-}"
+    LAUNCHER="${LAUNCHER:-local}"
+    if [ "$CALLER_PWD" != "$CASPL_ROOT" ]; then
+        # Paths the user gave stay relative to where the script was called from.
+        DATA="$(_abspath "$DATA")"
+        OUT="$(_abspath "$OUT")"
+        case "$PYTHON" in */*) PYTHON="$(_abspath "$PYTHON")" ;; esac
+    fi
+    cd "$CASPL_ROOT"
+    case "$LAUNCHER" in
+        local) LAUNCH_PREFIX=() ;;
+        torchrun)
+            # One run over several GPUs (DDP); NPROC defaults to the number of ids in GPU.
+            local n=1
+            if [ -n "$GPU" ]; then n=$(awk -F, '{print NF}' <<<"$GPU"); fi
+            NPROC="${NPROC:-$n}"
+            LAUNCH_PREFIX=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
+            ;;
+        *) _die "LAUNCHER must be local or torchrun, got '$LAUNCHER'" ;;
+    esac
+    # OPTS / BOOST_OPTS are shell words (quotes respected), e.g. OPTS='INPUT.SIZE "(32, 32)"'.
+    eval "EXTRA_OPTS=($OPTS)"
+    eval "EXTRA_BOOST_OPTS=($BOOST_OPTS)"
+    PLAN_WHAT=()
+    PLAN_DIR=()
+    PLAN_DONE=()
+    PLAN_CMD=()
+    MISSING_FILES=()
+}
+
+_die() {
+    echo "ERROR: $*" >&2
+    exit 2
+}
+
+# True for the cascaded trainers that need a phase-1 boosting run (CasPL_CoOp, ..., CasPL_ZS).
+is_cascaded() {
+    [[ "$1" == CasPL_* && "$1" != CasPL_Boost ]]
+}
+
+# The published config name of a trainer for a setting (b2n | xd | fewshot); CONFIG overrides it.
+default_config() {
+    local setting="$1" method="${2#CasPL_}"
+    case "$method:$setting" in
+        PromptSRC:b2n | IVLP:b2n) echo "vit_b16_c2_ep20_batch4_4+4ctx" ;;
+        PromptSRC:xd | IVLP:xd) echo "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets" ;;
+        PromptSRC:fewshot | IVLP:fewshot) echo "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" ;;
+        MaPLe:xd) echo "vit_b16_c2_ep5_batch4_2ctx_cross_datasets" ;;
+        MaPLe:*) echo "vit_b16_c2_ep5_batch4_2ctx" ;;
+        CoCoOp:*) echo "vit_b16_c4_ep10_batch1_ctxv1" ;;
+        CoOp:*) echo "vit_b16_ep50" ;;
+        *) echo "vit_b16" ;; # ZeroshotCLIP, ZS (CasPL_ZS), LinearProbeCLIP: the backbone config
+    esac
+}
+
+# The YAML of trainer $1 with config $2: a path if $2 ends in .yaml, else configs/trainers/$1/$2.yaml
+# (zero-shot and linear-probe trainers also look in CoOp's folder, as CoOp's zeroshot script does).
+config_file() {
+    local trainer="$1" config="$2"
+    case "$config" in *.yaml)
+        printf '%s' "$config"
+        return
+        ;;
+    esac
+    local path="configs/trainers/$trainer/$config.yaml"
+    if [ ! -f "$path" ]; then
+        case "$trainer" in ZeroshotCLIP | CasPL_ZS | LinearProbeCLIP)
+            [ -f "configs/trainers/CoOp/$config.yaml" ] && path="configs/trainers/CoOp/$config.yaml"
+            ;;
+        esac
+    fi
+    printf '%s' "$path"
+}
+
+# The name a config gets in output paths: its file name without .yaml.
+config_name() {
+    local name="${1##*/}"
+    printf '%s' "${name%.yaml}"
+}
+
+# Remember a file a planned run needs; checked once the plan is complete.
+need_file() {
+    [ -f "$1" ] || MISSING_FILES+=("$1")
+}
+
+# Stop before running anything when a config file is missing (a dry run only warns).
+check_files() {
+    [ "${#MISSING_FILES[@]}" -eq 0 ] && return 0
+    local f listed=()
+    for f in "${MISSING_FILES[@]}"; do
+        case " ${listed[*]-} " in *" $f "*) continue ;; esac
+        listed+=("$f")
+        local dir avail
+        dir="$(dirname "$f")"
+        avail="$(ls "$dir" 2>/dev/null | tr '\n' ' ' || true)"
+        echo "missing config file: $f (in $dir/: ${avail:-nothing})" >&2
+    done
+    if [ "$DRY_RUN" = "1" ]; then
+        echo "WARNING: DRY_RUN continues despite the missing files above" >&2
+        return 0
+    fi
+    _die "config files missing (set CONFIG / BOOST_CONFIG / TRAINER, or add the YAML files)"
+}
+
+# train.py arguments shared by every run: root, seed, trainer, dataset and trainer configs, output dir.
+# Usage: train_args <trainer> <config yaml> <dataset> <seed> <output dir>; result in TRAIN_ARGS.
+train_args() {
+    need_file "$2"
+    need_file "configs/datasets/$3.yaml"
+    TRAIN_ARGS=(train.py --root "$DATA" --seed "$4" --trainer "$1"
+        --dataset-config-file "configs/datasets/$3.yaml" --config-file "$2" --output-dir "$5")
+}
+
+# Add one run to the plan. Usage: plan_run <what> <output dir> <done file> <train.py args...>
+plan_run() {
+    local what="$1" dir="$2" done_file="$3"
+    shift 3
+    local cmd=""
+    [ -n "$GPU" ] && cmd="CUDA_VISIBLE_DEVICES=$(_quote "$GPU") "
+    cmd+="$(_quote "$PYTHON")"
+    local word
+    for word in "${LAUNCH_PREFIX[@]+"${LAUNCH_PREFIX[@]}"}" "$@"; do
+        cmd+=" $(_quote "$word")"
+    done
+    PLAN_WHAT+=("$what")
+    PLAN_DIR+=("$dir")
+    PLAN_DONE+=("$done_file")
+    PLAN_CMD+=("$cmd")
+}
+
+# Plan the phase-1 boosting run of dataset $1 / seed $2 (once; shared by every CasPL_* trainer) and
+# set BOOST_FILE to the boost_prompts.pt that phase 2 reads.
+plan_boost() {
+    local dataset="$1" seed="$2"
+    local cfg
+    cfg="$(config_file CasPL_Boost "$BOOST_CONFIG")"
+    local dir="$OUT/boost/$dataset/$(config_name "$cfg")/seed$seed"
+    BOOST_FILE="$dir/boost_prompts.pt"
+    local i
+    for i in "${!PLAN_DIR[@]}"; do
+        [ "${PLAN_DIR[$i]}" = "$dir" ] && return 0
+    done
+    train_args CasPL_Boost "$cfg" "$dataset" "$seed" "$dir"
+    plan_run "boost $dataset seed$seed" "$dir" "$BOOST_FILE" "${TRAIN_ARGS[@]}" \
+        "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}" "${EXTRA_BOOST_OPTS[@]+"${EXTRA_BOOST_OPTS[@]}"}"
+}
+
+# Options every phase-2 run of a cascaded trainer gets (the boosting prompts of phase 1).
+cascade_opts() {
+    CASCADE_OPTS=()
+    if is_cascaded "$TRAINER"; then
+        CASCADE_OPTS=(TRAINER.CASPL.BOOST_PROMPTS "$BOOST_FILE")
+    fi
+}
+
+_hms() {
+    local s="$1"
+    printf '%d:%02d:%02d' $((s / 3600)) $((s % 3600 / 60)) $((s % 60))
+}
+
+# Run (or print) every planned run in order; skip the finished ones; stop at the first failure.
+execute_plan() {
+    check_files
+    local n="${#PLAN_CMD[@]}" start=$SECONDS i
+    echo "== $SWEEP_NAME: $n runs (trainer $TRAINER, output $OUT)"
+    for i in "${!PLAN_CMD[@]}"; do
+        local k=$((i + 1)) what="${PLAN_WHAT[$i]}" dir="${PLAN_DIR[$i]}" done_file="${PLAN_DONE[$i]}"
+        if [ -f "$done_file" ]; then
+            echo "[$k/$n] $what: done already ($done_file), skipped | elapsed $(_hms $((SECONDS - start)))"
+            continue
+        fi
+        if [ "$DRY_RUN" = "1" ]; then
+            echo "[$k/$n] $what -> $dir"
+            echo "${PLAN_CMD[$i]}"
+            continue
+        fi
+        mkdir -p "$dir"
+        printf '[%d/%d] %s -> %s ... ' "$k" "$n" "$what" "$dir"
+        local t0=$SECONDS rc=0
+        # train.py writes log.txt itself; console.txt also catches what happens before its logger starts.
+        if [ "$VERBOSE" = "1" ]; then
+            echo
+            (eval "${PLAN_CMD[$i]}") 2>&1 | tee "$dir/console.txt" || rc=$?
+        else
+            (eval "${PLAN_CMD[$i]}") >"$dir/console.txt" 2>&1 || rc=$?
+        fi
+        if [ "$rc" -ne 0 ] || [ ! -f "$done_file" ]; then
+            echo "FAILED (exit $rc)"
+            echo "---- last lines of $dir/console.txt" >&2
+            tail -n 20 "$dir/console.txt" >&2 || true
+            echo "----" >&2
+            echo "run $k/$n failed: $what; log: $dir/log.txt (console: $dir/console.txt)" >&2
+            [ "$rc" -eq 0 ] && echo "it exited 0 but did not write $done_file" >&2
+            exit 1
+        fi
+        echo "ok in $(_hms $((SECONDS - t0))) | elapsed $(_hms $((SECONDS - start)))"
+    done
+    echo "== $SWEEP_NAME: finished in $(_hms $((SECONDS - start)))"
+}
+
+# Cross-dataset / domain-generalization sweep: train once per seed on $SOURCE (all classes, $SHOTS shots)
+# at $OUT/xd/train/<source>/..., then evaluate that model on each target at $OUT/xd/test/<target>/....
+# xd.sh and dg.sh share the source model (same trainer, config and seed) and this tree.
+cross_sweep() {
+    SOURCE="${SOURCE:-imagenet}"
+    DATASETS="${DATASETS:-$1}"
+    SHOTS="${SHOTS:-16}"
+    CONFIG="${CONFIG:-$(default_config xd "$TRAINER")}"
+    [ "$TRAINER" = CasPL_Boost ] && _die "TRAINER=CasPL_Boost is phase 1 only; pick a phase-2 trainer"
+    local cfg_file cfg_name seed target
+    cfg_file="$(config_file "$TRAINER" "$CONFIG")"
+    cfg_name="$(config_name "$cfg_file")"
+    for seed in $SEEDS; do
+        # The boosting phase sees the source's unlabeled images only (the targets stay unseen).
+        if is_cascaded "$TRAINER"; then plan_boost "$SOURCE" "$seed"; fi
+        cascade_opts
+        local train_dir="$OUT/xd/train/$SOURCE/shots_$SHOTS/$TRAINER/$cfg_name/seed$seed"
+        train_args "$TRAINER" "$cfg_file" "$SOURCE" "$seed" "$train_dir"
+        plan_run "train $SOURCE seed$seed $TRAINER" "$train_dir" "$train_dir/results.json" \
+            "${TRAIN_ARGS[@]}" DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all \
+            "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+        for target in $DATASETS; do
+            local test_dir="$OUT/xd/test/$target/shots_$SHOTS/$TRAINER/$cfg_name/seed$seed"
+            train_args "$TRAINER" "$cfg_file" "$target" "$seed" "$test_dir"
+            plan_run "test $target seed$seed $TRAINER" "$test_dir" "$test_dir/results.json" \
+                "${TRAIN_ARGS[@]}" --eval-only --model-dir "$train_dir" \
+                "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+        done
+    done
+    execute_plan
+}

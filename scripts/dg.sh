@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Domain-generalization sweep: train on ImageNet (all classes, 16 shots), evaluate on ImageNet-V2, -Sketch, -A, -R.
+#
+# For each seed:
+#   1. CasPL_* trainers only: phase-1 boosting on the SOURCE's unlabeled train images (the targets stay
+#      unseen), at $OUT/boost/<source>/<BOOST_CONFIG>/seed<S>, skipped when its boost_prompts.pt exists;
+#   2. training on the source, all classes, SHOTS shots, at
+#      $OUT/xd/train/<source>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S> (xd.sh and dg.sh share it);
+#   3. evaluation of that model on each target at $OUT/xd/test/<target>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>.
+# A run whose results.json exists is skipped, so a sweep re-run after a crash redoes nothing finished.
+#
+# Usage: [VAR=value ...] bash scripts/dg.sh [--help]
+# Environment:
+#   TRAINER       trainer name (default CasPL_PromptSRC; any registered one: CoOp, PromptSRC, CasPL_MaPLe, ...)
+#   SOURCE        source dataset (default imagenet)
+#   DATASETS      target datasets (default: imagenetv2 imagenet_sketch imagenet_a imagenet_r)
+#   SEEDS         seeds (default "1 2 3")
+#   DATA          dataset root (default ./data)
+#   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
+#                 (default: the method's cross-dataset config, e.g. vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets)
+#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
+#   SHOTS         shots per source class (default 16)
+#   OUT           output root (default output)
+#   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'
+#   BOOST_OPTS    extra KEY VALUE options for the boosting runs only
+#   GPU           CUDA_VISIBLE_DEVICES of the runs (default: unchanged)
+#   LAUNCHER      local (default) | torchrun (one run over the GPUs in GPU; NPROC processes)
+#   PYTHON        python command (default python)
+#   DRY_RUN=1     print the commands instead of running them
+#   VERBOSE=1     show each run's output (default: in <run dir>/console.txt and log.txt only)
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+case "${1:-}" in -h | --help) caspl_usage "${BASH_SOURCE[0]}" ;; esac
+caspl_setup
+SWEEP_NAME="dg"
+cross_sweep "$DG_TARGETS"

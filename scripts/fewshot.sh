@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Few-shot classification sweep: 1, 2, 4, 8 and 16 shots on the 11 datasets, all classes.
+#
+# For each dataset and seed:
+#   1. CasPL_* trainers only: phase-1 boosting on the dataset's unlabeled train images, once, at
+#      $OUT/boost/<dataset>/<BOOST_CONFIG>/seed<S> (skipped when its boost_prompts.pt exists; the same
+#      run base2new.sh uses);
+#   2. for each shot count K: training on all classes with K shots (the run ends with the evaluation on the
+#      test split) at $OUT/fewshot/<dataset>/shots_<K>/<TRAINER>/<CONFIG>/seed<S>.
+# A run whose results.json exists is skipped, so a sweep re-run after a crash redoes nothing finished.
+#
+# Usage: [VAR=value ...] bash scripts/fewshot.sh [--help]
+# Environment:
+#   TRAINER       trainer name (default CasPL_PromptSRC; also CoOp, CoCoOp, MaPLe, PromptSRC, LinearProbeCLIP, ...)
+#   DATASETS      dataset config names (default: the 11 of the paper)
+#   SEEDS         seeds (default "1 2 3")
+#   SHOTS         shot counts (default "1 2 4 8 16")
+#   DATA          dataset root (default ./data)
+#   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
+#                 (default: the method's few-shot config, e.g. vit_b16_c2_ep50_batch4_4+4ctx_few_shot)
+#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
+#   OUT           output root (default output)
+#   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'
+#   BOOST_OPTS    extra KEY VALUE options for the boosting runs only
+#   GPU           CUDA_VISIBLE_DEVICES of the runs (default: unchanged)
+#   LAUNCHER      local (default) | torchrun (one run over the GPUs in GPU; NPROC processes)
+#   PYTHON        python command (default python)
+#   DRY_RUN=1     print the commands instead of running them
+#   VERBOSE=1     show each run's output (default: in <run dir>/console.txt and log.txt only)
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+case "${1:-}" in -h | --help) caspl_usage "${BASH_SOURCE[0]}" ;; esac
+caspl_setup
+DATASETS="${DATASETS:-$ALL_DATASETS}"
+SHOTS="${SHOTS:-1 2 4 8 16}"
+CONFIG="${CONFIG:-$(default_config fewshot "$TRAINER")}"
+SWEEP_NAME="fewshot"
+[ "$TRAINER" = CasPL_Boost ] && _die "TRAINER=CasPL_Boost is phase 1 only; pick a phase-2 trainer (e.g. CasPL_PromptSRC)"
+
+CFG_FILE="$(config_file "$TRAINER" "$CONFIG")"
+CFG_NAME="$(config_name "$CFG_FILE")"
+for DATASET in $DATASETS; do
+    for SEED in $SEEDS; do
+        if is_cascaded "$TRAINER"; then plan_boost "$DATASET" "$SEED"; fi
+        cascade_opts
+        for K in $SHOTS; do
+            DIR="$OUT/fewshot/$DATASET/shots_$K/$TRAINER/$CFG_NAME/seed$SEED"
+            train_args "$TRAINER" "$CFG_FILE" "$DATASET" "$SEED" "$DIR"
+            plan_run "$K-shot $DATASET seed$SEED $TRAINER" "$DIR" "$DIR/results.json" \
+                "${TRAIN_ARGS[@]}" DATASET.NUM_SHOTS "$K" DATASET.SUBSAMPLE_CLASSES all \
+                "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+        done
+    done
+done
+execute_plan
