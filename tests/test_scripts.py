@@ -1,0 +1,265 @@
+"""The sweep scripts: DRY_RUN plans, skip-finished re-runs after a kill, stop on failure, config checks.
+
+The scripts run from a copy of scripts/ in a temporary repository with empty config files, and PYTHON is a
+fake train.py that records its arguments and writes what a run leaves behind, so a sweep takes
+milliseconds.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ELEVEN = "imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
+B2N_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
+BOOST_CFG = "vit_b16_l14_ep20_4+4ctx"
+TINY = 'MODEL.BACKBONE.NAME tiny-vit INPUT.SIZE "(32, 32)"'
+
+FAKE_TRAIN = r"""#!/usr/bin/env bash
+# Fake `python train.py ...`: record the call, then leave what a finished run leaves.
+echo "$*" >> "$FAKE_CALLS"
+n=$(wc -l < "$FAKE_CALLS")
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[$i]}" in
+        --output-dir) out="${args[$((i + 1))]}" ;;
+        --trainer) trainer="${args[$((i + 1))]}" ;;
+    esac
+done
+mkdir -p "$out"
+echo "started" > "$out/log.txt"
+if [ "${FAKE_KILL_AT:-0}" = "$n" ]; then kill -9 0; fi  # the whole sweep dies mid-run
+if [ "${FAKE_FAIL_AT:-0}" = "$n" ]; then echo "Traceback: boom"; exit 3; fi
+if [ "$trainer" = CasPL_Boost ]; then echo tensors > "$out/boost_prompts.pt"; fi
+echo '{"metrics": {"accuracy": 50.0}}' > "$out/results.json"
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository copy with the scripts, every dataset config and the trainer configs the tests use."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "scripts", root / "scripts")
+    datasets = ELEVEN.split() + ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r", "synthetic"]
+    for name in datasets:
+        (root / "configs/datasets").mkdir(parents=True, exist_ok=True)
+        (root / f"configs/datasets/{name}.yaml").write_text("DATASET:\n  NAME: X\n")
+    trainer_cfgs = {
+        "CasPL_Boost": [BOOST_CFG],
+        "CasPL_PromptSRC": [B2N_CFG, B2N_CFG + "_cross_datasets", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"],
+        "CasPL_CoOp": ["vit_b16_ep50"],
+        "CoOp": ["vit_b16_ep50"],
+    }
+    for trainer, names in trainer_cfgs.items():
+        (root / f"configs/trainers/{trainer}").mkdir(parents=True)
+        for name in names:
+            (root / f"configs/trainers/{trainer}/{name}.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_TRAIN)
+    fake.chmod(0o755)
+    return root
+
+
+def sweep(repo: Path, script: str, **env: str) -> subprocess.CompletedProcess:
+    """Run scripts/<script> from the repository root with the given environment."""
+    full = {k: v for k, v in os.environ.items() if k not in ("GPU", "OPTS", "CONFIG", "DATASETS", "SEEDS")}
+    full.update(
+        PYTHON=str(repo.parent / "fake_python"),
+        FAKE_CALLS=str(repo.parent / "calls.txt"),
+        OUT=str(repo.parent / "out"),
+        DATA=str(repo.parent / "data"),
+    )
+    full.update(env)
+    # A session of its own: the fake's `kill -9 0` ends the sweep, not pytest.
+    return subprocess.run(
+        ["bash", f"scripts/{script}"],
+        cwd=repo,
+        env=full,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def planned(stdout: str) -> list[tuple[str, str, list[str]]]:
+    """(what, output dir, argv) of each run a DRY_RUN prints."""
+    lines = stdout.splitlines()
+    runs = []
+    for i, line in enumerate(lines):
+        match = re.match(r"^\[(\d+)/(\d+)\] (.+) -> (\S+)$", line)
+        if match:
+            runs.append((match.group(3), match.group(4), shlex.split(lines[i + 1])))
+    return runs
+
+
+def calls(repo: Path) -> list[str]:
+    path = repo.parent / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_base2new_dry_run_lists_boost_train_and_test_commands(repo):
+    res = sweep(repo, "base2new.sh", DRY_RUN="1", DATASETS="dtd eurosat", SEEDS="1 2", OPTS=TINY, GPU="3")
+    assert res.returncode == 0, res.stderr
+    runs = planned(res.stdout)
+    out, data = repo.parent / "out", repo.parent / "data"
+    assert len(runs) == 12 and "[12/12]" in res.stdout
+    whats = [r[0] for r in runs]
+    assert whats[:3] == [
+        "boost dtd seed1", "train base dtd seed1 CasPL_PromptSRC", "test new dtd seed1 CasPL_PromptSRC",
+    ]  # fmt: skip
+    boost_dir = out / f"boost/eurosat/{BOOST_CFG}/seed2"
+    train_dir = out / f"base2new/train_base/eurosat/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed2"
+    test_dir = out / f"base2new/test_new/eurosat/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed2"
+    by_dir = {Path(r[1]): r[2] for r in runs}
+    common = ["--root", str(data), "--seed", "2"]
+    ds_cfg = ["--dataset-config-file", "configs/datasets/eurosat.yaml"]
+    tiny = ["MODEL.BACKBONE.NAME", "tiny-vit", "INPUT.SIZE", "(32, 32)"]
+    fake = str(repo.parent / "fake_python")
+    assert by_dir[boost_dir] == [
+        "CUDA_VISIBLE_DEVICES=3", fake, "train.py", *common, "--trainer", "CasPL_Boost", *ds_cfg,
+        "--config-file", f"configs/trainers/CasPL_Boost/{BOOST_CFG}.yaml", "--output-dir", str(boost_dir), *tiny,
+    ]  # fmt: skip
+    cascade = ["TRAINER.CASPL.BOOST_PROMPTS", str(boost_dir / "boost_prompts.pt")]
+    head = ["CUDA_VISIBLE_DEVICES=3", fake, "train.py", *common, "--trainer", "CasPL_PromptSRC", *ds_cfg]
+    cfg = ["--config-file", f"configs/trainers/CasPL_PromptSRC/{B2N_CFG}.yaml"]
+    assert by_dir[train_dir] == [
+        *head, *cfg, "--output-dir", str(train_dir),
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", *cascade, *tiny,
+    ]  # fmt: skip
+    assert by_dir[test_dir] == [
+        *head, *cfg, "--output-dir", str(test_dir), "--eval-only", "--model-dir", str(train_dir),
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new", *cascade, *tiny,
+    ]  # fmt: skip
+    assert not out.exists() and calls(repo) == []  # a dry run runs and creates nothing
+
+
+def test_baseline_trainer_has_no_boosting_phase(repo):
+    res = sweep(repo, "base2new.sh", DRY_RUN="1", TRAINER="CoOp", SEEDS="1")
+    runs = planned(res.stdout)
+    assert len(runs) == 22  # the 11 datasets by default, train + test each
+    assert [r[1].split("/out/")[1].split("/")[2] for r in runs[:2]] == ["imagenet", "imagenet"]
+    assert all("CasPL_Boost" not in r[2] and "TRAINER.CASPL.BOOST_PROMPTS" not in r[2] for r in runs)
+    assert all("configs/trainers/CoOp/vit_b16_ep50.yaml" in r[2] for r in runs)
+
+
+def test_xd_and_dg_share_the_source_model_and_boost_on_the_source(repo):
+    xd = planned(sweep(repo, "xd.sh", DRY_RUN="1", SEEDS="1").stdout)
+    dg = planned(sweep(repo, "dg.sh", DRY_RUN="1", SEEDS="1").stdout)
+    assert len(xd) == 1 + 1 + 10 and len(dg) == 1 + 1 + 4
+    assert xd[:2] == dg[:2]  # the same boosting run and the same source training
+    assert xd[0][0] == "boost imagenet seed1"
+    train_dir = xd[1][1]
+    assert train_dir.endswith(f"xd/train/imagenet/shots_16/CasPL_PromptSRC/{B2N_CFG}_cross_datasets/seed1")
+    assert xd[1][2][-6:-2] == ["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "all"]
+    targets = [Path(r[1]).parts[-5] for r in dg[2:]]
+    assert targets == ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
+    for *_, argv in dg[2:]:
+        assert argv[argv.index("--model-dir") + 1] == train_dir and "--eval-only" in argv
+        assert argv[argv.index("TRAINER.CASPL.BOOST_PROMPTS") + 1].endswith(
+            f"boost/imagenet/{BOOST_CFG}/seed1/boost_prompts.pt"
+        )
+    assert {Path(r[1]).parts[-5] for r in xd[2:]} == set(ELEVEN.split()[1:])
+
+
+def test_fewshot_dry_run_shots_and_all_classes(repo):
+    runs = planned(sweep(repo, "fewshot.sh", DRY_RUN="1", DATASETS="dtd", SEEDS="1 2", SHOTS="1 16").stdout)
+    assert [r[0] for r in runs] == [
+        "boost dtd seed1", "1-shot dtd seed1 CasPL_PromptSRC", "16-shot dtd seed1 CasPL_PromptSRC",
+        "boost dtd seed2", "1-shot dtd seed2 CasPL_PromptSRC", "16-shot dtd seed2 CasPL_PromptSRC",
+    ]  # fmt: skip
+    argv = runs[2][2]
+    assert argv[argv.index("DATASET.NUM_SHOTS") + 1] == "16"
+    assert argv[argv.index("DATASET.SUBSAMPLE_CLASSES") + 1] == "all"
+    assert runs[2][1].endswith(
+        "fewshot/dtd/shots_16/CasPL_PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot/seed1"
+    )
+
+
+def test_sweep_killed_midway_then_rerun_redoes_nothing_finished(repo):
+    env = {"DATASETS": "dtd eurosat", "SEEDS": "1 2", "OPTS": TINY}
+    killed = sweep(repo, "base2new.sh", FAKE_KILL_AT="5", **env)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    first = calls(repo)
+    assert len(first) == 5
+    done = first[:4]
+    res = sweep(repo, "base2new.sh", **env)
+    assert res.returncode == 0, res.stderr
+    second = calls(repo)[5:]
+    assert len(second) == 12 - 4  # the killed run and the 7 never started; none of the 4 finished ones
+    assert second[0] == first[4] and not set(done) & set(second)
+    assert res.stdout.count("done already") == 4
+    assert re.search(
+        r"^\[12/12\] test new eurosat seed2 CasPL_PromptSRC -> .* ok in \d+:\d\d:\d\d \| elapsed",
+        res.stdout,
+        re.M,
+    )
+    # Everything is finished now: a third run calls nothing and says so per run.
+    again = sweep(repo, "base2new.sh", **env)
+    assert len(calls(repo)) == 5 + 8 and again.stdout.count("done already") == 12
+
+
+def test_boosting_run_is_shared_by_cascaded_trainers(repo):
+    assert sweep(repo, "base2new.sh", DATASETS="dtd", SEEDS="1").returncode == 0
+    n = len(calls(repo))
+    res = sweep(repo, "base2new.sh", DATASETS="dtd", SEEDS="1", TRAINER="CasPL_CoOp")
+    assert res.returncode == 0, res.stderr
+    new_calls = calls(repo)[n:]
+    assert len(new_calls) == 2 and not any("CasPL_Boost" in c for c in new_calls)
+    assert re.search(r"\[1/3\] boost dtd seed1: done already .*boost_prompts.pt", res.stdout)
+
+
+def test_failing_run_stops_the_sweep_and_names_its_log(repo):
+    res = sweep(repo, "fewshot.sh", DATASETS="dtd", SEEDS="1", SHOTS="1 2 4", FAKE_FAIL_AT="2")
+    assert res.returncode == 1
+    assert len(calls(repo)) == 2  # nothing after the failure
+    run_dir = (
+        repo.parent / "out/fewshot/dtd/shots_1/CasPL_PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot/seed1"
+    )
+    assert f"log: {run_dir}/log.txt" in res.stderr
+    assert "Traceback: boom" in res.stderr  # the tail of the run's console output
+    assert "[2/4] 1-shot dtd seed1 CasPL_PromptSRC" in res.stdout and "FAILED (exit 3)" in res.stdout
+
+
+def test_missing_config_stops_before_any_run(repo):
+    res = sweep(repo, "base2new.sh", TRAINER="MaPLe", DATASETS="dtd", SEEDS="1")
+    assert res.returncode == 2 and calls(repo) == []
+    assert "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml" in res.stderr
+    dry = sweep(repo, "base2new.sh", TRAINER="MaPLe", DATASETS="dtd", SEEDS="1", DRY_RUN="1")
+    assert dry.returncode == 0 and "WARNING" in dry.stderr and len(planned(dry.stdout)) == 2
+
+
+def test_config_may_be_a_yaml_path(repo, tmp_path):
+    custom = tmp_path / "my_setting.yaml"
+    custom.write_text("OPTIM:\n  MAX_EPOCH: 1\n")
+    res = sweep(repo, "fewshot.sh", TRAINER="CoOp", CONFIG=str(custom), DATASETS="dtd", SEEDS="1", SHOTS="4")
+    assert res.returncode == 0, res.stderr
+    (call,) = calls(repo)
+    assert f"--config-file {custom} " in call and "/shots_4/CoOp/my_setting/seed1" in call
+
+
+@pytest.mark.parametrize("script", ["base2new.sh", "xd.sh", "dg.sh", "fewshot.sh"])
+def test_help_documents_the_environment(repo, script):
+    res = subprocess.run(["bash", f"scripts/{script}", "--help"], cwd=repo, capture_output=True, text=True)
+    assert res.returncode == 0
+    for var in ("TRAINER", "DATASETS", "SEEDS", "DATA", "CONFIG", "BOOST_CONFIG", "SHOTS", "GPU", "OUT", "OPTS",
+                "PYTHON", "DRY_RUN"):  # fmt: skip
+        assert re.search(rf"^  {var}\b", res.stdout, re.M), var
+    assert calls(repo) == []
+
+
+def test_torchrun_launcher_spans_the_gpus(repo):
+    res = sweep(
+        repo, "fewshot.sh", DRY_RUN="1", LAUNCHER="torchrun", GPU="0,1", DATASETS="dtd", SEEDS="1", SHOTS="1"
+    )
+    argv = planned(res.stdout)[1][2]
+    assert argv[:6] == [
+        "CUDA_VISIBLE_DEVICES=0,1", str(repo.parent / "fake_python"), "-m", "torch.distributed.run",
+        "--standalone", "--nproc_per_node=2",
+    ]  # fmt: skip
+    assert argv[6] == "train.py"
