@@ -263,3 +263,65 @@ def test_torchrun_launcher_spans_the_gpus(repo):
         "--standalone", "--nproc_per_node=2",
     ]  # fmt: skip
     assert argv[6] == "train.py"
+
+
+TINY_OPTS = (
+    'MODEL.BACKBONE.NAME tiny-vit INPUT.SIZE "(32, 32)" DATALOADER.NUM_WORKERS 0 USE_CUDA False '
+    "DATALOADER.TRAIN_X.BATCH_SIZE 8 DATALOADER.TEST.BATCH_SIZE 64 TRAIN.PRINT_FREQ 1000"
+)
+
+
+@pytest.mark.skipif(
+    not (REPO / "trainers/coop.py").is_file() or not (REPO / "datasets/synthetic.py").is_file(),
+    reason="needs the CoOp trainer and the Synthetic dataset",
+)
+def test_end_to_end_base2new_sweep_on_synthetic_then_tables(tmp_path, data_root):
+    """Real runs: 2 trainers x 2 seeds x (train on base, test on new); tables.py and parse_test_res agree."""
+    import json
+    import sys
+
+    import parse_test_res
+    from tools import tables
+
+    out = tmp_path / "out"
+    configs = {
+        "ZeroshotCLIP": "MODEL:\n  BACKBONE:\n    NAME: tiny-vit\n",
+        "CoOp": "OPTIM:\n  NAME: sgd\n  LR: 0.002\n  MAX_EPOCH: 1\nTRAINER:\n  COOP:\n    N_CTX: 4\n",
+    }
+    for trainer, text in configs.items():
+        cfg = tmp_path / f"tiny_{trainer.lower()}.yaml"
+        cfg.write_text(text)
+        env = {k: v for k, v in os.environ.items() if k not in ("GPU", "CONFIG", "BOOST_CONFIG")}
+        env.update(
+            TRAINER=trainer, CONFIG=str(cfg), DATASETS="synthetic", SEEDS="1 2", SHOTS="4", DATA=str(data_root),
+            OUT=str(out), OPTS=TINY_OPTS, PYTHON=sys.executable,
+        )  # fmt: skip
+        res = subprocess.run(
+            ["bash", "scripts/base2new.sh"], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert res.stdout.count(" ok in ") == 4
+    acc: dict[tuple[str, str], list[float]] = {}
+    for path in out.rglob("results.json"):
+        record = json.loads(path.read_text())
+        role = "base" if "train_base" in path.parts else "new"
+        assert record["subsample"] == role and record["dataset"] and record["trainer"] in configs
+        acc.setdefault((record["trainer"], role), []).append(record["metrics"]["accuracy"])
+    assert sorted(len(v) for v in acc.values()) == [2, 2, 2, 2]
+
+    results = tables.Results(tables.collect(out))
+    text = tables.render(tables.base2new_tables(results)[0], "markdown")
+    rows = {
+        r.split("|")[2].strip(): [c.strip() for c in r.strip("|").split("|")] for r in text.splitlines()[4:]
+    }
+    for trainer, label in (("ZeroshotCLIP", "CLIP"), ("CoOp", "CoOp")):
+        base = sum(acc[(trainer, "base")]) / 2
+        new = sum(acc[(trainer, "new")]) / 2
+        expected_hm = 2 * base * new / (base + new)
+        assert rows[label][2:6] == [f"{base:.2f}", f"{new:.2f}", f"{expected_hm:.2f}", "2/2"]
+
+    # parse_test_res reads the engine's log.txt files to the same seed mean (the logs print 1 decimal).
+    means = parse_test_res.parse_directory(
+        out / "base2new/train_base/synthetic/shots_4/CoOp/tiny_coop", parse_test_res.TRAIN_END
+    )
+    assert abs(means["accuracy"] - sum(acc[("CoOp", "base")]) / 2) <= 0.05

@@ -454,11 +454,13 @@ def save_plots(results: Results, out_dir: Path) -> list[Path]:
                 new = _mean([results.get("b2n", "new", ds, shots, m) for ds in datasets])
                 value = {"Base": base, "New": new, "HM": harmonic_mean(base, new)}[label]
                 heights.append(nan if value is None else value)  # no bar for a gap
-            ax.bar([i + (j - 1) * width for i in range(len(methods))], heights, width, label=label)
+            bars = ax.bar([i + (j - 1) * width for i in range(len(methods))], heights, width, label=label)
+            ax.bar_label(bars, labels=["" if math.isnan(h) else f"{h:.1f}" for h in heights], fontsize=6)
         ax.set_xticks(range(len(methods)), [method_label(m) for m in methods], rotation=20, ha="right")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title("Base-to-new: average over datasets")
-        ax.legend()
+        ax.set_ylim(0, 105)
+        ax.set_title(f"Base-to-new: average over {len(datasets)} dataset(s)")
+        ax.legend(loc="lower right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         path = out_dir / "base2new_bars.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")
