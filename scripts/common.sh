@@ -187,7 +187,8 @@ plan_boost() {
     local dataset="$1" seed="$2"
     local cfg
     cfg="$(config_file CasPL_Boost "$BOOST_CONFIG")"
-    local dir="$OUT/boost/$dataset/$(config_name "$cfg")/seed$seed"
+    local dir
+    dir="$OUT/boost/$dataset/$(config_name "$cfg")/seed$seed"
     BOOST_FILE="$dir/boost_prompts.pt"
     local i
     for i in "${!PLAN_DIR[@]}"; do
