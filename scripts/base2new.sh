@@ -26,6 +26,8 @@
 #   BOOST_OPTS    extra KEY VALUE options for the boosting runs only
 #   GPU           CUDA_VISIBLE_DEVICES of the runs (default: unchanged)
 #   LAUNCHER      local (default) | torchrun (one run over the GPUs in GPU; NPROC processes)
+#   JOBS          runs side by side (default 1), each on one GPU of GPU (needs as many ids); a run
+#                 starts once the run it needs (boosting, source training) has finished
 #   PYTHON        python command (default python)
 #   DRY_RUN=1     print the commands instead of running them
 #   VERBOSE=1     show each run's output (default: in <run dir>/console.txt and log.txt only)
@@ -52,6 +54,7 @@ for DATASET in $DATASETS; do
         plan_run "train base $DATASET seed$SEED $TRAINER" "$TRAIN_DIR" "$TRAIN_DIR/results.json" \
             "${TRAIN_ARGS[@]}" DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base \
             "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+        AFTER=$LAST_INDEX # the new-class evaluation needs the trained model
         train_args "$TRAINER" "$CFG_FILE" "$DATASET" "$SEED" "$TEST_DIR"
         plan_run "test new $DATASET seed$SEED $TRAINER" "$TEST_DIR" "$TEST_DIR/results.json" \
             "${TRAIN_ARGS[@]}" --eval-only --model-dir "$TRAIN_DIR" \

@@ -78,7 +78,17 @@ caspl_setup() {
     PLAN_DIR=()
     PLAN_DONE=()
     PLAN_CMD=()
+    PLAN_AFTER=()
+    AFTER=-1
+    BOOST_INDEX=-1
     MISSING_FILES=()
+    JOBS="${JOBS:-1}"
+    [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || _die "JOBS must be a positive integer, got '$JOBS'"
+    if [ "$JOBS" -gt 1 ]; then
+        [ "$LAUNCHER" = local ] || _die "JOBS > 1 runs one process per GPU: it needs LAUNCHER=local"
+        ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) ||
+            _die "JOBS > 1 needs bash >= 5.1 (wait -n -p)"
+    fi
 }
 
 _die() {
@@ -164,14 +174,13 @@ train_args() {
         --dataset-config-file "configs/datasets/$3.yaml" --config-file "$2" --output-dir "$5")
 }
 
-# Add one run to the plan. Usage: plan_run <what> <output dir> <done file> <train.py args...>
+# Add one run to the plan; it starts only after run number $AFTER (an index, -1: none) has finished.
+# Usage: plan_run <what> <output dir> <done file> <train.py args...>; sets LAST_INDEX.
 plan_run() {
     local what="$1" dir="$2" done_file="$3"
     shift 3
-    local cmd=""
-    [ -n "$GPU" ] && cmd="CUDA_VISIBLE_DEVICES=$(_quote "$GPU") "
-    cmd+="$(_quote "$PYTHON")"
-    local word
+    local cmd word
+    cmd="$(_quote "$PYTHON")"
     for word in "${LAUNCH_PREFIX[@]+"${LAUNCH_PREFIX[@]}"}" "$@"; do
         cmd+=" $(_quote "$word")"
     done
@@ -179,6 +188,13 @@ plan_run() {
     PLAN_DIR+=("$dir")
     PLAN_DONE+=("$done_file")
     PLAN_CMD+=("$cmd")
+    PLAN_AFTER+=("$AFTER")
+    LAST_INDEX=$((${#PLAN_CMD[@]} - 1))
+}
+
+# A planned command with the GPUs it may see.
+_with_gpu() {
+    if [ -n "$1" ]; then printf 'CUDA_VISIBLE_DEVICES=%s %s' "$(_quote "$1")" "$2"; else printf '%s' "$2"; fi
 }
 
 # Plan the phase-1 boosting run of dataset $1 / seed $2 (once; shared by every CasPL_* trainer) and
@@ -192,18 +208,26 @@ plan_boost() {
     BOOST_FILE="$dir/boost_prompts.pt"
     local i
     for i in "${!PLAN_DIR[@]}"; do
-        [ "${PLAN_DIR[$i]}" = "$dir" ] && return 0
+        if [ "${PLAN_DIR[$i]}" = "$dir" ]; then
+            BOOST_INDEX=$i
+            return 0
+        fi
     done
     train_args CasPL_Boost "$cfg" "$dataset" "$seed" "$dir"
+    AFTER=-1
     plan_run "boost $dataset seed$seed" "$dir" "$BOOST_FILE" "${TRAIN_ARGS[@]}" \
         "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}" "${EXTRA_BOOST_OPTS[@]+"${EXTRA_BOOST_OPTS[@]}"}"
+    BOOST_INDEX=$LAST_INDEX
 }
 
-# Options every phase-2 run of a cascaded trainer gets (the boosting prompts of phase 1).
+# Options every phase-2 run of a cascaded trainer gets (the boosting prompts of phase 1); also sets
+# AFTER to the boosting run, which a phase-2 training run waits for.
 cascade_opts() {
     CASCADE_OPTS=()
+    AFTER=-1
     if is_cascaded "$TRAINER"; then
         CASCADE_OPTS=(TRAINER.CASPL.BOOST_PROMPTS "$BOOST_FILE")
+        AFTER=$BOOST_INDEX
     fi
 }
 
@@ -212,9 +236,23 @@ _hms() {
     printf '%d:%02d:%02d' $((s / 3600)) $((s % 3600 / 60)) $((s % 60))
 }
 
+# Tell which run failed, with the end of its console output and its log path.
+_report_failure() {
+    local i="$1" rc="$2" n="${#PLAN_CMD[@]}" dir="${PLAN_DIR[$1]}"
+    echo "---- last lines of $dir/console.txt" >&2
+    tail -n 20 "$dir/console.txt" >&2 || true
+    echo "----" >&2
+    echo "run $((i + 1))/$n failed: ${PLAN_WHAT[$i]}; log: $dir/log.txt (console: $dir/console.txt)" >&2
+    if [ "$rc" -eq 0 ]; then echo "it exited 0 but did not write ${PLAN_DONE[$i]}" >&2; fi
+}
+
 # Run (or print) every planned run in order; skip the finished ones; stop at the first failure.
 execute_plan() {
     check_files
+    if [ "$JOBS" -gt 1 ] && [ "$DRY_RUN" != "1" ]; then
+        execute_parallel
+        return
+    fi
     local n="${#PLAN_CMD[@]}" start=$SECONDS i
     echo "== $SWEEP_NAME: $n runs (trainer $TRAINER, output $OUT)"
     for i in "${!PLAN_CMD[@]}"; do
@@ -225,7 +263,8 @@ execute_plan() {
         fi
         if [ "$DRY_RUN" = "1" ]; then
             echo "[$k/$n] $what -> $dir"
-            echo "${PLAN_CMD[$i]}"
+            _with_gpu "$GPU" "${PLAN_CMD[$i]}"
+            echo
             continue
         fi
         mkdir -p "$dir"
@@ -234,21 +273,85 @@ execute_plan() {
         # train.py writes log.txt itself; console.txt also catches what happens before its logger starts.
         if [ "$VERBOSE" = "1" ]; then
             echo
-            (eval "${PLAN_CMD[$i]}") 2>&1 | tee "$dir/console.txt" || rc=$?
+            (eval "$(_with_gpu "$GPU" "${PLAN_CMD[$i]}")") 2>&1 | tee "$dir/console.txt" || rc=$?
         else
-            (eval "${PLAN_CMD[$i]}") >"$dir/console.txt" 2>&1 || rc=$?
+            (eval "$(_with_gpu "$GPU" "${PLAN_CMD[$i]}")") >"$dir/console.txt" 2>&1 || rc=$?
         fi
         if [ "$rc" -ne 0 ] || [ ! -f "$done_file" ]; then
             echo "FAILED (exit $rc)"
-            echo "---- last lines of $dir/console.txt" >&2
-            tail -n 20 "$dir/console.txt" >&2 || true
-            echo "----" >&2
-            echo "run $k/$n failed: $what; log: $dir/log.txt (console: $dir/console.txt)" >&2
-            [ "$rc" -eq 0 ] && echo "it exited 0 but did not write $done_file" >&2
+            _report_failure "$i" "$rc"
             exit 1
         fi
         echo "ok in $(_hms $((SECONDS - t0))) | elapsed $(_hms $((SECONDS - start)))"
     done
+    echo "== $SWEEP_NAME: finished in $(_hms $((SECONDS - start)))"
+}
+
+# Run the plan JOBS at a time, each run on one GPU of GPU (one slot per id; CPU slots when GPU is empty),
+# a run starting once the run it waits for (AFTER) has finished. After a failure nothing new starts; the
+# runs under way finish, then the sweep stops with the failed run's log path.
+execute_parallel() {
+    local n="${#PLAN_CMD[@]}" start=$SECONDS i
+    local -a slots state run_start
+    if [ -n "$GPU" ]; then
+        IFS=, read -ra slots <<<"$GPU"
+        [ "${#slots[@]}" -ge "$JOBS" ] || _die "JOBS=$JOBS needs as many GPU ids, got GPU=$GPU"
+        slots=("${slots[@]:0:$JOBS}")
+    else
+        for ((i = 0; i < JOBS; i++)); do slots+=(""); done
+    fi
+    local -A pid_run pid_slot
+    local free=("${!slots[@]}") failed=-1 failed_rc=0 running=0
+    for i in "${!PLAN_CMD[@]}"; do state[i]=pending; done
+    echo "== $SWEEP_NAME: $n runs, $JOBS at a time (trainer $TRAINER, output $OUT)"
+    while :; do
+        for i in "${!PLAN_CMD[@]}"; do
+            [ "$failed" -ge 0 ] && break
+            [ "${state[i]}" = pending ] || continue
+            local dep="${PLAN_AFTER[i]}"
+            if [ "$dep" -ge 0 ] && [ "${state[dep]}" != ok ] && [ "${state[dep]}" != skipped ]; then continue; fi
+            if [ -f "${PLAN_DONE[i]}" ]; then
+                state[i]=skipped
+                echo "[$((i + 1))/$n] ${PLAN_WHAT[i]}: done already (${PLAN_DONE[i]}), skipped | elapsed $(_hms $((SECONDS - start)))"
+                continue
+            fi
+            [ "${#free[@]}" -gt 0 ] || break
+            local slot="${free[0]}"
+            free=("${free[@]:1}")
+            mkdir -p "${PLAN_DIR[i]}"
+            (eval "$(_with_gpu "${slots[slot]}" "${PLAN_CMD[i]}")") >"${PLAN_DIR[i]}/console.txt" 2>&1 &
+            pid_run[$!]=$i
+            pid_slot[$!]=$slot
+            state[i]=running
+            run_start[i]=$SECONDS
+            running=$((running + 1))
+        done
+        [ "$running" -gt 0 ] || break
+        local pid rc=0
+        wait -n -p pid || rc=$?
+        i="${pid_run[$pid]}"
+        local done_slot="${pid_slot[$pid]}" where=""
+        free+=("$done_slot")
+        unset "pid_run[$pid]" "pid_slot[$pid]"
+        running=$((running - 1))
+        if [ -n "${slots[done_slot]}" ]; then where=" on GPU ${slots[done_slot]}"; fi
+        if [ "$rc" -eq 0 ] && [ -f "${PLAN_DONE[i]}" ]; then
+            state[i]=ok
+            echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: ok in $(_hms $((SECONDS - run_start[i]))) | elapsed $(_hms $((SECONDS - start)))"
+        else
+            state[i]=failed
+            echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: FAILED (exit $rc)"
+            if [ "$failed" -lt 0 ]; then
+                failed=$i
+                failed_rc=$rc
+                [ "$running" -gt 0 ] && echo "waiting for the $running run(s) under way, starting no new one"
+            fi
+        fi
+    done
+    if [ "$failed" -ge 0 ]; then
+        _report_failure "$failed" "$failed_rc"
+        exit 1
+    fi
     echo "== $SWEEP_NAME: finished in $(_hms $((SECONDS - start)))"
 }
 
@@ -273,6 +376,7 @@ cross_sweep() {
         plan_run "train $SOURCE seed$seed $TRAINER" "$train_dir" "$train_dir/results.json" \
             "${TRAIN_ARGS[@]}" DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all \
             "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+        AFTER=$LAST_INDEX # the targets are evaluated once the source model is trained
         for target in $DATASETS; do
             local test_dir="$OUT/xd/test/$target/shots_$SHOTS/$TRAINER/$cfg_name/seed$seed"
             train_args "$TRAINER" "$cfg_file" "$target" "$seed" "$test_dir"

@@ -25,6 +25,8 @@
 #   BOOST_OPTS    extra KEY VALUE options for the boosting runs only
 #   GPU           CUDA_VISIBLE_DEVICES of the runs (default: unchanged)
 #   LAUNCHER      local (default) | torchrun (one run over the GPUs in GPU; NPROC processes)
+#   JOBS          runs side by side (default 1), each on one GPU of GPU (needs as many ids); a run
+#                 starts once the run it needs (boosting, source training) has finished
 #   PYTHON        python command (default python)
 #   DRY_RUN=1     print the commands instead of running them
 #   VERBOSE=1     show each run's output (default: in <run dir>/console.txt and log.txt only)

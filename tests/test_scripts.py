@@ -34,10 +34,22 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 mkdir -p "$out"
 echo "started" > "$out/log.txt"
+echo "${CUDA_VISIBLE_DEVICES:-none}" >> "$FAKE_CALLS.gpu"
+# What a run needs must be finished before it starts (parallel sweeps order runs by these).
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[$i]}" in
+        --model-dir) [ -f "${args[$((i + 1))]}/results.json" ] || { echo "model not trained"; exit 5; } ;;
+        TRAINER.CASPL.BOOST_PROMPTS) [ -f "${args[$((i + 1))]}" ] || { echo "no boost prompts"; exit 5; } ;;
+    esac
+done
+echo "start $out" >> "$FAKE_CALLS.events"
+sleep "${FAKE_SLEEP:-0}"
 if [ "${FAKE_KILL_AT:-0}" = "$n" ]; then kill -9 0; fi  # the whole sweep dies mid-run
 if [ "${FAKE_FAIL_AT:-0}" = "$n" ]; then echo "Traceback: boom"; exit 3; fi
+if [ -n "${FAKE_FAIL_MATCH:-}" ] && [[ "$out" == *"$FAKE_FAIL_MATCH"* ]]; then echo "boom"; exit 3; fi
 if [ "$trainer" = CasPL_Boost ]; then echo tensors > "$out/boost_prompts.pt"; fi
 echo '{"metrics": {"accuracy": 50.0}}' > "$out/results.json"
+echo "end $out" >> "$FAKE_CALLS.events"
 """
 
 
@@ -212,6 +224,34 @@ def test_boosting_run_is_shared_by_cascaded_trainers(repo):
     new_calls = calls(repo)[n:]
     assert len(new_calls) == 2 and not any("CasPL_Boost" in c for c in new_calls)
     assert re.search(r"\[1/3\] boost dtd seed1: done already .*boost_prompts.pt", res.stdout)
+
+
+def test_parallel_jobs_one_gpu_each_after_what_they_need(repo):
+    res = sweep(
+        repo, "base2new.sh", DATASETS="dtd eurosat", SEEDS="1 2", JOBS="2", GPU="4,5", FAKE_SLEEP="0.3"
+    )
+    assert res.returncode == 0, res.stdout + res.stderr  # the fake exits 5 when a dependency is unfinished
+    assert len(calls(repo)) == 12 and res.stdout.count(": ok in ") == 12
+    assert len(list((repo.parent / "out").rglob("results.json"))) == 12
+    assert set((repo.parent / "calls.txt.gpu").read_text().split()) == {"4", "5"}
+    running, peak = 0, 0
+    for line in (repo.parent / "calls.txt.events").read_text().splitlines():
+        running += 1 if line.startswith("start") else -1
+        peak = max(peak, running)
+    assert peak == 2  # never more than JOBS at once, and the slots were used together
+    again = sweep(repo, "base2new.sh", DATASETS="dtd eurosat", SEEDS="1 2", JOBS="2", GPU="4,5")
+    assert len(calls(repo)) == 12 and again.stdout.count("done already") == 12
+
+
+def test_parallel_failure_starts_nothing_new_and_names_the_log(repo):
+    env = {"DATASETS": "dtd eurosat", "SEEDS": "1", "JOBS": "2", "GPU": "0,1", "FAKE_SLEEP": "0.2"}
+    res = sweep(repo, "base2new.sh", FAKE_FAIL_MATCH="/boost/dtd/", **env)
+    assert res.returncode == 1
+    assert "boost dtd seed1 -> " in res.stdout and "FAILED (exit 3)" in res.stdout
+    assert f"log: {repo.parent}/out/boost/dtd/{BOOST_CFG}/seed1/log.txt" in res.stderr
+    # The eurosat boosting run was under way and finished; nothing new started after the failure.
+    assert sorted(c.split("--trainer ")[1].split()[0] for c in calls(repo)) == ["CasPL_Boost", "CasPL_Boost"]
+    assert (repo.parent / f"out/boost/eurosat/{BOOST_CFG}/seed1/boost_prompts.pt").is_file()
 
 
 def test_failing_run_stops_the_sweep_and_names_its_log(repo):
