@@ -121,6 +121,8 @@ default_config() {
 config_file() {
     local trainer="$1" config="$2"
     case "$config" in *.yaml)
+        # A relative path is taken from where the script was called (the scripts run from the repo root).
+        if [[ "$config" != /* && -f "$CALLER_PWD/$config" ]]; then config="$(_abspath "$config")"; fi
         printf '%s' "$config"
         return
         ;;
