@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
+from tabulate import tabulate, tabulate_formats
 
 try:
     from tools import paper_numbers as paper
@@ -483,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("-o", "--output", type=Path, default=None, help="also write the tables to this file")
     args = parser.parse_args(argv)
+    if args.format not in ("markdown", "latex", *tabulate_formats):
+        parser.error(f"--format {args.format!r}: use markdown, latex or one of {', '.join(tabulate_formats)}")
     try:
         runs = collect(args.root)
     except (FileNotFoundError, ValueError) as err:
