@@ -1,0 +1,144 @@
+"""Command line of the benchmark: parse, run the suite, print the table, write JSON."""
+
+import argparse
+import datetime
+import tempfile
+from pathlib import Path
+
+import torch
+
+from caspl.bench.harness import load_trainers
+from caspl.bench.report import KINDS, machine_info, table, targets_table, to_json, write_json
+from caspl.bench.shapes import BACKBONES
+from caspl.bench.suite import Settings, Suite
+from caspl.engine.precision import PRECISIONS
+
+QUICK = {"backbone": "tiny-vit", "teacher": "small-vit", "repeats": 2, "warmup": 1}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of `python -m caspl.bench`."""
+    p = argparse.ArgumentParser(
+        prog="python -m caspl.bench",
+        description="Images/s and peak memory of boosting, training, evaluation and inference, each beside "
+        "its compute floor (random weights with the real architectures: no download).",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="CI size: tiny-vit student, small-vit teacher, 2 repeats"
+    )
+    p.add_argument("--json", default="", help="write the results to this JSON file")
+    p.add_argument("--backbone", choices=BACKBONES, default=None, help="student CLIP (default ViT-B/16)")
+    p.add_argument(
+        "--teacher", choices=BACKBONES, default=None, help="CasPL_Boost teacher (default ViT-L/14)"
+    )
+    p.add_argument("--batch-size", type=int, default=4, help="training / boosting batch (default 4)")
+    p.add_argument(
+        "--eval-batch-size", type=int, default=None, help="evaluation batch (default: --batch-size)"
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="trainers' PREC (fp16/amp: GPU only)"
+    )
+    p.add_argument("--classes", type=int, default=100, help="classes of the evaluation and boosting set")
+    p.add_argument(
+        "--train-classes", type=int, default=10, help="classes the training-step rows train on (default 10)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per measurement (median; default 3)"
+    )
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument(
+        "--methods", default=None, help="comma list of methods for (b) (default: every registered)"
+    )
+    p.add_argument(
+        "--eval-method", default=None, help="cascaded trainer for (c)/(d) (default: first present)"
+    )
+    p.add_argument("--kinds", default="abcd", help="sections to run, subset of abcd (floors come along)")
+    p.add_argument("--config-dir", default="configs/trainers", help="published trainer YAMLs, when present")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help="show what the trainers print while building")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, workdir: Path) -> Settings:
+    """Validated Settings from parsed flags (--quick fills what was not given)."""
+    quick = QUICK if args.quick else {}
+    backbone = args.backbone or quick.get("backbone", "ViT-B/16")
+    teacher = args.teacher or quick.get("teacher", "ViT-L/14")
+    repeats = args.repeats if args.repeats is not None else quick.get("repeats", 3)
+    warmup = args.warmup if args.warmup is not None else quick.get("warmup", 1)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    bad = set(args.kinds) - set("abcd")
+    if bad or not args.kinds:
+        raise SystemExit(f"--kinds must be letters of abcd, got {args.kinds!r}")
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--classes", args.classes),
+        ("--train-classes", args.train_classes),
+        ("--repeats", repeats),
+    ):
+        if value < 1:
+            raise SystemExit(f"{flag} must be >= 1, got {value}")
+    config_dir = Path(args.config_dir) if args.config_dir else None
+    return Settings(
+        backbone=backbone,
+        teacher=teacher,
+        batch=args.batch_size,
+        eval_batch=args.eval_batch_size or args.batch_size,
+        device=torch.device(args.device),
+        precision=args.precision,
+        classes=args.classes,
+        train_classes=args.train_classes,
+        warmup=warmup,
+        repeats=repeats,
+        workdir=workdir,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
+        eval_method=args.eval_method,
+        kinds=args.kinds,
+        config_dir=config_dir if config_dir is not None and config_dir.is_dir() else None,
+        verbose=args.verbose,
+        seed=args.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table and targets; write JSON when asked."""
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    load_trainers()
+    with tempfile.TemporaryDirectory(prefix="caspl-bench-") as tmp:
+        settings = settings_from_args(args, Path(tmp))
+        started = datetime.datetime.now(datetime.timezone.utc)
+        suite = Suite(settings)
+        rows = suite.run()
+    meta = {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "machine": machine_info(settings.device),
+        "argv": list(argv) if argv is not None else None,
+        "settings": {
+            "backbone": settings.backbone,
+            "teacher": settings.teacher,
+            "batch": settings.batch,
+            "eval_batch": settings.eval_batch,
+            "device": settings.device.type,
+            "precision": settings.precision,
+            "classes": settings.classes,
+            "train_classes": settings.train_classes,
+            "warmup": settings.warmup,
+            "repeats": settings.repeats,
+        },
+        "kinds": KINDS,
+        "notes": suite.notes,
+    }
+    print(table(rows))
+    print()
+    print(targets_table(suite.targets))
+    for note in suite.notes:
+        print(f"note: {note}")
+    if args.json:
+        write_json(args.json, to_json(rows, suite.targets, meta))
+        print(f"wrote {args.json}")
+    return 0

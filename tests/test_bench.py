@@ -1,0 +1,184 @@
+"""The benchmark harness: quick mode runs in-process and reports every row kind with consistent ratios."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from caspl.bench import main
+from caspl.bench.harness import available_methods, clamp_depths, class_names, load_trainers
+from caspl.bench.measure import PeakMemory, measure
+from caspl.bench.shapes import layer_count, random_weights
+from caspl.config import get_cfg_default
+from caspl.engine.clip_trainer import CLIPPromptTrainer
+from caspl.registry import TRAINER_REGISTRY
+from caspl.vlm import build as vlm_build
+from caspl.vlm.model import PromptedCLIP
+from caspl.vlm.prompted import PromptGroup
+
+QUICK = ["--quick", "--classes", "12", "--train-classes", "4", "--repeats", "1", "--warmup", "1"]
+
+
+class _ProbeModel(PromptedCLIP):
+    """A CoOp-like text group and an IVLP-like deep vision group: both towers get gradients."""
+
+    def __init__(self, clip_model, classnames, cascade) -> None:
+        super().__init__(clip_model, [f"{c}." for c in classnames], [2], cascade=cascade)
+        self.prompt_learner.text = PromptGroup(2, clip_model.ln_final.weight.shape[0])
+        self.prompt_learner.vision = PromptGroup(2, clip_model.visual.conv1.weight.shape[0], depth=2)
+
+    def method_text_tokens(self):
+        return [self.prompt_learner.text()]
+
+    def method_vision_tokens(self):
+        return [self.prompt_learner.vision()]
+
+
+class BenchProbe(CLIPPromptTrainer):
+    """A minimal prompt learner registered only by this test file (the real methods may not exist yet)."""
+
+    cfg_node = "CASPL"
+
+    def build_prompt_model(self, clip_model, classnames, cascade):
+        return _ProbeModel(clip_model, classnames, cascade)
+
+
+load_trainers()
+if "BenchProbe" not in TRAINER_REGISTRY:
+    TRAINER_REGISTRY.register(BenchProbe)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([*QUICK, "--methods", "BenchProbe", "--json", str(out)]) == 0
+    return json.loads(out.read_text()), buf.getvalue()
+
+
+def test_quick_json_has_every_kind_with_positive_numbers(quick_run: tuple[dict, str]) -> None:
+    doc, _ = quick_run
+    rows = doc["rows"]
+    assert {r["kind"] for r in rows} == set("abcde")
+    fields = {"name", "backbone", "batch", "device", "precision", "images_per_s", "ms_per_step",
+              "peak_mem_mb", "ratio_to_floor"}  # fmt: skip
+    for r in rows:
+        assert fields <= set(r), r
+        assert r["images_per_s"] > 0 and r["ms_per_step"] > 0 and r["peak_mem_mb"] > 0, r
+        assert r["device"] == "cpu" and r["batch"] == 4
+    names = [r["name"] for r in rows]
+    assert "train BenchProbe" in names and "train CasPL_BenchProbe" in names
+    assert doc["meta"]["settings"]["backbone"] == "tiny-vit"
+    assert doc["meta"]["machine"]["torch"] == torch.__version__
+
+
+def test_training_and_boost_ratios_are_step_over_floor(quick_run: tuple[dict, str]) -> None:
+    rows = {r["name"]: r for r in quick_run[0]["rows"]}
+    for name in ("BenchProbe", "CasPL_BenchProbe"):
+        step, floor = rows[f"train {name}"], rows[f"floor {name}"]
+        assert step["floor"] == f"floor {name}"
+        assert step["ratio_to_floor"] == pytest.approx(step["ms_per_step"] / floor["ms_per_step"])
+        assert floor["ratio_to_floor"] is None
+    # the cascaded step is compared with its base method as well
+    cascaded = rows["train CasPL_BenchProbe"]
+    assert cascaded["ratio"] == pytest.approx(
+        cascaded["ms_per_step"] / rows["train BenchProbe"]["ms_per_step"]
+    )
+    boost = next(r for r in quick_run[0]["rows"] if r["kind"] == "a")
+    parts = (
+        rows["floor: teacher forward"]["ms_per_step"]
+        + rows["floor: student fwd/bwd (KD loss)"]["ms_per_step"]
+    )
+    assert boost["ratio_to_floor"] == pytest.approx(boost["ms_per_step"] / parts)
+    assert boost["backbone"] == "tiny-vit<-small-vit"
+
+
+def test_eval_and_inference_ratios_and_targets(quick_run: tuple[dict, str]) -> None:
+    doc = quick_run[0]
+    evals = [r for r in doc["rows"] if r["kind"] == "c"]
+    cached = next(r for r in evals if "cached" in r["name"])
+    per_batch = next(r for r in evals if "per batch" in r["name"])
+    assert cached["ratio"] == pytest.approx(per_batch["ms_per_step"] / cached["ms_per_step"])
+    infer = [r for r in doc["rows"] if r["kind"] == "d"]
+    assert len(infer) == 2 and infer[1]["ratio"] == pytest.approx(
+        infer[1]["ms_per_step"] / infer[0]["ms_per_step"]
+    )
+    targets = doc["targets"]
+    assert len(targets) == 5  # 2 training steps, eval speedup, inference, boosting
+    for t in targets:
+        assert t["met"] == (t["value"] >= t["limit"] if t["higher_is_better"] else t["value"] <= t["limit"])
+
+
+def test_table_prints_every_row(quick_run: tuple[dict, str]) -> None:
+    doc, printed = quick_run
+    assert "| kind" in printed and "x floor" in printed
+    for r in doc["rows"]:
+        assert r["name"] in printed
+    assert "target" in printed
+
+
+@pytest.mark.parametrize("method", available_methods() or [pytest.param("none", marks=pytest.mark.skip)])
+def test_each_registered_method_benchmarks(
+    method: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "b.json"
+    assert main([*QUICK, "--kinds", "b", "--methods", method, "--json", str(out)]) == 0
+    names = {r["name"] for r in json.loads(out.read_text())["rows"]}
+    assert {f"train {method}", f"floor {method}", f"train CasPL_{method}"} <= names
+
+
+def test_bad_flags_are_refused() -> None:
+    with pytest.raises(SystemExit):
+        main(["--quick", "--kinds", "xyz"])
+    with pytest.raises(KeyError, match="NoSuchMethod"):
+        main([*QUICK, "--kinds", "b", "--methods", "NoSuchMethod"])
+
+
+def test_measure_interleaves_and_counts_calls() -> None:
+    calls: list[str] = []
+    resets = []
+    result = measure(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        torch.device("cpu"),
+        warmup=1,
+        repeats=3,
+        reset=lambda: resets.append(1),
+    )
+    assert calls == ["a", "b"] * 4
+    assert len(resets) == 9  # before every call, and once at the end
+    assert all(len(m.seconds) == 3 for m in result.values())
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_peak_memory_sees_a_native_allocation() -> None:
+    with PeakMemory(torch.device("cpu")) as mem:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del x
+    assert mem.peak_mb - mem.base_mb > 48
+
+
+def test_random_weights_patches_and_restores_build_clip() -> None:
+    original = vlm_build.build_clip
+    built: list = []
+    with random_weights(built):
+        from caspl.engine import clip_trainer
+
+        model = clip_trainer.build_clip("tiny-vit")
+        assert vlm_build.build_clip is not original
+    assert vlm_build.build_clip is original and clip_trainer.build_clip is original
+    assert built == [model] and model.visual.input_resolution == 32
+
+
+def test_depths_are_clamped_to_the_backbone() -> None:
+    cfg = get_cfg_default()
+    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 9
+    clamp_depths(cfg.TRAINER, layer_count("tiny-vit"))
+    assert cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT == 4
+    assert layer_count("ViT-L/14") == 12  # the text tower is the shallower one
+    names = class_names(250)
+    assert len(set(names)) == 250
