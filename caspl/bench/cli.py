@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from caspl.bench.shapes import BACKBONES
 from caspl.bench.suite import Settings, Suite
 from caspl.engine.precision import PRECISIONS
 
+MEMORY_NOTE = {
+    "cpu": "process RSS high-water mark (VmHWM; reset before each probed call via /proc/self/clear_refs), "
+    "models and inputs included",
+    "cuda": "torch.cuda.max_memory_allocated (reset before each probed call), models and inputs included",
+}
 QUICK = {"backbone": "tiny-vit", "teacher": "small-vit", "repeats": 2, "warmup": 1}
 
 
@@ -117,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "started_utc": started.isoformat(timespec="seconds"),
         "machine": machine_info(settings.device),
-        "argv": list(argv) if argv is not None else None,
+        "argv": list(argv) if argv is not None else sys.argv[1:],
+        "memory": MEMORY_NOTE[settings.device.type],
         "settings": {
             "backbone": settings.backbone,
             "teacher": settings.teacher,

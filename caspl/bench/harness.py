@@ -14,7 +14,7 @@ import torch
 from clip.model import CLIP
 from yacs.config import CfgNode
 
-from caspl.bench.shapes import layer_count, random_clip, random_weights
+from caspl.bench.shapes import layer_count, random_clip, random_weights, resolution
 from caspl.config import get_cfg_default
 from caspl.engine.distributed import DistContext
 from caspl.engine.trainer import TrainerBase
@@ -79,14 +79,17 @@ def class_names(n: int) -> list[str]:
 
 
 def find_config(name: str, config_dir: Path) -> Path | None:
-    """configs/trainers/<name>/<paper setting>.yaml when the repository has it, else the first YAML there."""
-    folder = config_dir / name
+    """configs/trainers/<name>/<paper setting>.yaml when the repository has it, else the first YAML there;
+    CasPL_<X> without its own folder takes X's (same adapting prompts as the plain method)."""
     base = name[len("CasPL_") :] if name.startswith("CasPL_") else name
-    preferred = folder / PREFERRED_CONFIGS.get(base, "")
-    if preferred.is_file():
-        return preferred
-    found = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
-    return found[0] if found else None
+    for folder in dict.fromkeys([config_dir / name, config_dir / base]):
+        preferred = folder / PREFERRED_CONFIGS.get(base, "")
+        if preferred.is_file():
+            return preferred
+        found = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+        if found:
+            return found[0]
+    return None
 
 
 def method_cfg(
@@ -112,6 +115,7 @@ def method_cfg(
     cfg.MODEL.BACKBONE.NAME = backbone
     cfg.MODEL.BACKBONE.PATH = ""
     cfg.DATASET.NAME = BENCH_DATASET
+    cfg.INPUT.SIZE = (resolution(backbone), resolution(backbone))
     cfg.OUTPUT_DIR = str(workdir / name)
     node = getattr(cls, "cfg_node", "")
     if node and "PREC" in cfg.TRAINER[node]:

@@ -4,7 +4,7 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class Row:
     ratio: float | None = None
     ratio_of: str | None = None
     note: str = ""
+    times_ms: list[float] = field(default_factory=list)  # every timed repeat, to judge the noise
 
 
 @dataclass

@@ -72,3 +72,12 @@ def layer_count(name: str) -> int:
         raise KeyError(f"unknown benchmark backbone {name!r}; known: {', '.join(BACKBONES)}")
     arch = ARCHS[name]
     return min(arch[2], arch[9])
+
+
+def resolution(name: str) -> int:
+    """The input side length of backbone `name`."""
+    if name in TINY_SPECS:
+        return TINY_SPECS[name].image_resolution
+    if name not in ARCHS:
+        raise KeyError(f"unknown benchmark backbone {name!r}; known: {', '.join(BACKBONES)}")
+    return ARCHS[name][1]
