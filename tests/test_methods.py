@@ -337,3 +337,18 @@ def test_published_values_reach_the_config():
     # a float where the published default is an int is refused, as yacs does for the original repos
     with pytest.raises(ValueError):
         get_cfg_default().merge_from_list(["TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT", "25.0"])
+
+
+def test_linear_probe_c_search_bisects_towards_the_val_peak():
+    from trainers.linear_probe import search_c
+
+    calls = []
+
+    def score(c: float) -> float:  # a val accuracy peaked at C = 10^2.3
+        calls.append(c)
+        return 1.0 - abs(math.log10(c) - 2.3) / 10
+
+    grid = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
+    c, history = search_c(score, grid, num_step=8)
+    assert calls[: len(grid)] == list(grid) and len(history) == len(grid) + 2 * 8
+    assert abs(math.log10(c) - 2.3) < 0.1  # the grid alone would give 1e2
