@@ -132,3 +132,22 @@ def test_gradients_reach_every_prompted_layer_and_nothing_frozen():
         for layer, p in enumerate(group.tokens):
             assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient at layer {layer}"
     assert all(p.grad is None for p in tiny_clip.parameters())
+
+
+@pytest.mark.xfail(
+    reason="PromptedTextEncoder.dtype follows positional_embedding, which convert_weights keeps in fp32; "
+    "PREC fp16 (the published default) then fails in the text tower. Reported to the lead.",
+    strict=False,
+)
+def test_half_precision_towers_match_clip_in_half():
+    from caspl.engine.precision import cast_frozen_clip
+
+    half = freeze(build_clip("tiny-vit"))
+    cast_frozen_clip(half, "fp16")  # PREC fp16: CLIP's weights in half, as OpenAI ships them
+    texts = [f"a photo of a {n}." for n in NAMES]
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got_image = PromptedImageEncoder(half)(images, [])
+        torch.testing.assert_close(got_image, half.encode_image(images))
+        got_text = PromptedTextEncoder(half, texts)([])
+        torch.testing.assert_close(got_text, half.encode_text(clip.tokenize(texts)))
