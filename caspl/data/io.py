@@ -1,0 +1,87 @@
+"""Small file helpers shared by the dataset wrappers: atomic JSON, hidden-file-free listings, layout errors."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def write_json_atomic(obj: Any, path: str) -> None:
+    """Write `obj` as JSON to `path` via a temp file + fsync + rename (never a half-written file)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_json(path: str) -> Any:
+    """Load a JSON file; errors name the file."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"JSON file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+
+
+def listdir_nohidden(path: str, sort: bool = True) -> list[str]:
+    """Entries of a folder without hidden files (names starting with '.')."""
+    items = [f for f in os.listdir(path) if not f.startswith(".")]
+    return sorted(items) if sort else items
+
+
+def find_images(folder: str) -> list[str]:
+    """Every jpg/jpeg/png/webp file under `folder` (recursive), sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out += [
+            os.path.join(dirpath, f)
+            for f in filenames
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    return sorted(out)
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A dataset's folder or file is missing; the message names the dataset, the path and the layout."""
+
+
+def require(path: str, dataset: str, layout: str, hint: str = "") -> str:
+    """Return `path` if it exists, else raise DatasetLayoutError naming dataset, path and expected layout."""
+    if not os.path.exists(path):
+        msg = f"{dataset}: missing {path}\nExpected layout under DATASET.ROOT:\n{layout.rstrip()}"
+        if hint:
+            msg += f"\n{hint}"
+        msg += "\nRun `python tools/prepare_data.py --root <DATA> --dataset " + dataset + "` for a check."
+        raise DatasetLayoutError(msg)
+    return path
+
+
+def check_root(root: str, dataset: str) -> str:
+    """DATASET.ROOT must be set and exist."""
+    if not root:
+        raise DatasetLayoutError(
+            f"{dataset}: DATASET.ROOT is empty; pass --root <folder holding the datasets>"
+        )
+    root = os.path.abspath(os.path.expanduser(root))
+    if not os.path.isdir(root):
+        raise DatasetLayoutError(f"{dataset}: DATASET.ROOT {root} does not exist")
+    return root
+
+
+def as_path(p: str | Path) -> str:
+    return os.fspath(p)

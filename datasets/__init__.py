@@ -1,0 +1,3 @@
+"""Dataset wrappers; importing this package registers every dataset in DATASET_REGISTRY."""
+
+from datasets import synthetic  # noqa: F401
