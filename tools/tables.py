@@ -50,6 +50,7 @@ DATASET_NAMES = {
     "imagenet_sketch": "ImageNet-Sketch",
     "imagenet_a": "ImageNet-A",
     "imagenet_r": "ImageNet-R",
+    "synthetic": "Synthetic",
 }
 METHOD_NAMES = {
     "ZeroshotCLIP": "CLIP",
