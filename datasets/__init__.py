@@ -1,3 +1,17 @@
 """Dataset wrappers; importing this package registers every dataset in DATASET_REGISTRY."""
 
-from datasets import synthetic  # noqa: F401
+from datasets import (  # noqa: F401
+    caltech101,
+    dtd,
+    eurosat,
+    fgvc_aircraft,
+    food101,
+    imagenet,
+    imagenet_variants,
+    oxford_flowers,
+    oxford_pets,
+    stanford_cars,
+    sun397,
+    synthetic,
+    ucf101,
+)
