@@ -139,10 +139,11 @@ def check_split_dataset(root: str, cls: type[CoOpDataset], downloader: Downloade
                 report.notes.append(f"download of {cls.split_file} failed: {e}")
         if not os.path.isfile(split_path):
             report.status = "incomplete"
-            report.notes.append(
-                f"split file missing: {split_path} (https://drive.google.com/file/d/{cls.split_gdrive_id}; "
-                "or keep the original annotations there and the first run builds it)"
-            )
+            report.notes += [
+                f"split file missing: {split_path}",
+                f"get it: gdown {cls.split_gdrive_id} -O {split_path}",
+                "(or keep the original annotations there: the first run builds and saves a split)",
+            ]
             report.found = _count_files(os.path.join(dataset_dir, cls.image_subdir))
             return report
         prefix = (
@@ -240,7 +241,10 @@ def format_table(reports: list[Report]) -> str:
         images = f"{r.found:,} / {r.expected:,}" if r.expected else (f"{r.found:,}" if r.found else "-")
         rows.append([r.dataset, r.status, images, "\n".join(r.notes) or "-"])
     return tabulate(
-        rows, headers=["dataset", "status", "images found / expected", "notes"], tablefmt="simple"
+        rows,
+        headers=["dataset", "status", "images found / expected", "notes"],
+        tablefmt="simple",
+        disable_numparse=True,
     )
 
 

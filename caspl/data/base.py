@@ -206,7 +206,10 @@ class DatasetBase:
             "val": _rows(val_fs, self.dataset_dir) if fewshot_val and val_fs is not None else None,
         }
         print(f"Saving preprocessed few-shot data to {path}")
-        write_json_atomic(rows, path)
+        try:
+            write_json_atomic(rows, path)
+        except OSError as e:  # a read-only shared data folder: the subset is still valid for this run
+            warnings.warn(f"could not write the few-shot cache {path}: {e}", stacklevel=2)
         return train_fs, val_fs
 
     def _read_fewshot_cache(
