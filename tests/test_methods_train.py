@@ -127,3 +127,18 @@ def test_promptsrc_resume_reproduces_the_uninterrupted_run(data_root, tmp_path, 
         b = torch.load(part / name / "model.pth.tar-3", weights_only=True)["state_dict"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert res["metrics"] == full_res["metrics"]
+
+
+def test_linear_probe_fits_on_val_searched_c_and_reloads(data_root, tmp_path, run_train):
+    res = run_train(
+        tmp_path, "LinearProbeCLIP", "DATASET.NUM_SHOTS", "4", "TRAINER.LINEAR_PROBE.NUM_STEP", "2"
+    )
+    print(f"linear probe: C={res['linear_probe_C']:.4g}, test accuracy {res['metrics']['accuracy']:.1f}%")
+    assert res["linear_probe_C"] > 0 and res["metrics"]["accuracy"] > 100.0 / 12  # above chance (12 classes)
+    log = (tmp_path / "log.txt").read_text()
+    assert "Chosen C" in log and (tmp_path / "linear_probe" / "model.pth.tar-1").is_file()
+    again = run_train(
+        tmp_path / "eval", "LinearProbeCLIP", "DATASET.NUM_SHOTS", "4",
+        extra_argv=("--eval-only", "--model-dir", str(tmp_path), "--load-epoch", "1"),
+    )  # fmt: skip
+    assert again["metrics"] == res["metrics"]
