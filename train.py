@@ -4,6 +4,7 @@
         --config-file configs/trainers/CoOp/vit_b16_ep50.yaml --output-dir output/... --seed 1 [KEY VALUE ...]
 """
 
+import os
 import sys
 
 import torch
@@ -13,7 +14,7 @@ import trainers  # noqa: F401  (registers the trainers and their config nodes)
 from caspl.config import build_arg_parser, setup_cfg
 from caspl.engine import build_trainer
 from caspl.utils.env import collect_env_info
-from caspl.utils.logger import close_logger, setup_logger
+from caspl.utils.logger import close_logger, setup_logger, silence_stdout
 from caspl.utils.seed import set_random_seed
 
 
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    tee = setup_logger(cfg.OUTPUT_DIR)
+    # Under torchrun only rank 0 writes the log (and checkpoints, results): the others stay quiet.
+    tee = setup_logger(cfg.OUTPUT_DIR) if int(os.environ.get("RANK", "0")) == 0 else silence_stdout()
     try:
         if torch.cuda.is_available() and cfg.USE_CUDA:
             torch.backends.cudnn.benchmark = True

@@ -1,3 +1,3 @@
 """Trainers of the project; importing this package registers them all."""
 
-from trainers import cocoop, coop, ivlp, linear_probe, maple, promptsrc, zsclip  # noqa: F401
+from trainers import caspl, cocoop, coop, ivlp, linear_probe, maple, promptsrc, zsclip  # noqa: F401

@@ -52,12 +52,13 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     if args.config_file:
         merge_file(cfg, args.config_file, "config file")
     reset_cfg(cfg, args)
+    opts = list(args.opts or [])
+    if len(opts) % 2:
+        raise ValueError(f"command-line options must be KEY VALUE pairs, got an odd number: {opts}")
     try:
-        cfg.merge_from_list(args.opts or [])
-    except KeyError as e:
-        raise KeyError(f"command-line option: {e.args[0]}") from None
-    except AssertionError as e:  # yacs: odd number of KEY VALUE items
-        raise ValueError(f"command-line options must be KEY VALUE pairs: {args.opts}") from e
+        cfg.merge_from_list(opts)
+    except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys here
+        raise KeyError(f"command-line option: {e.args[0] if e.args else e}") from None
     cfg.freeze()
     return cfg
 

@@ -75,12 +75,12 @@ class CLIPPromptTrainer(TrainerX):
         )
 
     # ---- training
-    def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float], Tensor]:
-        """The method's loss; returns (loss, extra log values, logits)."""
+    def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Any], Tensor]:
+        """The method's loss; returns (loss, extra log values as floats or detached tensors, logits)."""
         logits = self.model(images)
         return F.cross_entropy(logits, labels), {}, logits
 
-    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
+    def forward_backward(self, batch: dict[str, Any]) -> dict[str, Any]:
         images, labels = self.parse_batch_train(batch)
         with autocast(self.prec, self.device):
             loss, extra, logits = self.compute_loss(images, labels)
@@ -88,14 +88,15 @@ class CLIPPromptTrainer(TrainerX):
             self.model_zero_grad()
             self.detect_anomaly(loss)
             self.scaler.scale(loss).backward()
+            self.sync_gradients()
             for name in self.get_model_names():
                 if self._optims[name] is not None:
                     self.scaler.step(self._optims[name])
             self.scaler.update()
         else:
             self.model_backward_and_update(loss)
-        acc = (logits.argmax(dim=-1) == labels).float().mean().item() * 100.0
-        return {"loss": loss.item(), "acc": acc, **extra}
+        acc = (logits.argmax(dim=-1) == labels).float().mean() * 100.0
+        return {"loss": loss.detach(), "acc": acc, **extra}
 
     # ---- evaluation: image-independent text features once per evaluation, not per batch
     def before_evaluation(self) -> None:

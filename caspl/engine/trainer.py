@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import caspl
+from caspl.engine.distributed import DistContext, ShardedEpochSampler, ShardSampler, rebuild_loader
 from caspl.evaluation import build_evaluator
 from caspl.optim import build_lr_scheduler, build_optimizer
 from caspl.utils.checkpoint import atomic_save, atomic_write_text, safe_load
@@ -80,7 +81,9 @@ class TrainerBase:
     def save_model(
         self, epoch: int, directory: str, is_best: bool = False, val_result: float | None = None
     ) -> None:
-        """Write model.pth.tar-<epoch> (or model-best.pth.tar) for every registered model."""
+        """Write model.pth.tar-<epoch> (or model-best.pth.tar) for every registered model (rank 0 only)."""
+        if not self.dist.is_main:
+            return
         for name in self.get_model_names():
             ckpt = {
                 "state_dict": self._models[name].state_dict(),
@@ -118,12 +121,18 @@ class TrainerBase:
         return start_epoch
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load weights for evaluation: model.pth.tar-<epoch>, or model-best.pth.tar when epoch is None."""
+        """Load weights for evaluation: model.pth.tar-<epoch>; without epoch, model-best.pth.tar, else the latest."""
         if not directory:
             raise ValueError("--eval-only needs --model-dir (the output folder of a training run)")
         for name in self.get_model_names():
-            fname = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-            path = Path(directory) / name / fname
+            folder = Path(directory) / name
+            if epoch is not None:
+                fname = f"model.pth.tar-{epoch}"
+            elif (folder / "model-best.pth.tar").is_file() or not (folder / CHECKPOINT_POINTER).is_file():
+                fname = "model-best.pth.tar"
+            else:  # no best model (no validation): the latest checkpoint
+                fname = (folder / CHECKPOINT_POINTER).read_text().strip()
+            path = folder / fname
             if not path.is_file():
                 avail = (
                     sorted(p.name for p in path.parent.glob("model*.pth.tar*"))
@@ -155,6 +164,13 @@ class TrainerBase:
             if self._optims[name] is not None:
                 self._optims[name].zero_grad(set_to_none=True)
 
+    def sync_gradients(self, names: str | list[str] | None = None) -> None:
+        """Average gradients over processes (no-op in a single process)."""
+        dist_ctx = getattr(self, "dist", None)
+        if dist_ctx is not None and dist_ctx.enabled:
+            for name in self.get_model_names(names):
+                dist_ctx.average_gradients(self._models[name].parameters())
+
     def detect_anomaly(self, loss: Tensor) -> None:
         if not torch.isfinite(loss).all():
             raise FloatingPointError(
@@ -165,6 +181,7 @@ class TrainerBase:
         self.model_zero_grad(names)
         self.detect_anomaly(loss)
         loss.backward()
+        self.sync_gradients(names)
         for name in self.get_model_names(names):
             if self._optims[name] is not None:
                 self._optims[name].step()
@@ -177,7 +194,8 @@ class SimpleTrainer(TrainerBase):
         super().__init__()
         self.cfg = cfg
         self.check_cfg(cfg)
-        self.device = torch.device("cuda" if cfg.USE_CUDA and torch.cuda.is_available() else "cpu")
+        self.dist = DistContext.from_env(cfg.USE_CUDA)
+        self.device = self.dist.device(cfg.USE_CUDA)
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
@@ -196,12 +214,37 @@ class SimpleTrainer(TrainerBase):
 
         dm = DataManager(self.cfg)
         self.dm = dm
-        self.train_loader_x = dm.train_loader_x
-        self.val_loader = dm.val_loader
-        self.test_loader = dm.test_loader
+        self.train_loader_x = self.prepare_train_loader(dm.train_loader_x)
+        self.val_loader = self.prepare_eval_loader(dm.val_loader)
+        self.test_loader = self.prepare_eval_loader(dm.test_loader)
         self.num_classes = dm.num_classes
         self.lab2cname = dm.lab2cname
         self.classnames = dm.classnames
+
+    def prepare_train_loader(self, loader: Any) -> Any:
+        """Shuffle per (seed, epoch) and shard global batches over processes (one process: world size 1)."""
+        batch = loader.batch_size
+        if batch % self.dist.world_size:
+            raise ValueError(
+                f"DATALOADER.TRAIN_X.BATCH_SIZE {batch} must divide by the number of processes {self.dist.world_size}"
+            )
+        sampler = ShardedEpochSampler(
+            len(loader.dataset),
+            batch // self.dist.world_size,
+            max(self.cfg.SEED, 0),
+            self.dist.rank,
+            self.dist.world_size,
+            shuffle=self.cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler",
+            drop_last=loader.drop_last,
+        )
+        return rebuild_loader(loader, sampler, batch // self.dist.world_size)
+
+    def prepare_eval_loader(self, loader: Any) -> Any:
+        """Under torchrun each process evaluates every world_size-th sample; results are gathered."""
+        if loader is None or not self.dist.enabled:
+            return loader
+        sampler = ShardSampler(len(loader.dataset), self.dist.rank, self.dist.world_size)
+        return rebuild_loader(loader, sampler, loader.batch_size)
 
     def build_model(self) -> None:
         raise NotImplementedError
@@ -259,6 +302,8 @@ class SimpleTrainer(TrainerBase):
         losses = MetricMeter()
         batch_time, data_time = AverageMeter(), AverageMeter()
         loader = self.train_loader_x
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(self.epoch)
         self.num_batches = len(loader)
         end = time.time()
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, dynamic_ncols=True)
@@ -267,12 +312,11 @@ class SimpleTrainer(TrainerBase):
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
-            losses.update(loss_summary)
+            losses.update(loss_summary)  # tensors stay on the device: no sync until printed
             end = time.time()
             it = self.epoch * self.num_batches + self.batch_idx
-            if (
-                self.batch_idx + 1
-            ) % self.cfg.TRAIN.PRINT_FREQ == 0 or self.num_batches < self.cfg.TRAIN.PRINT_FREQ:
+            last = self.batch_idx + 1 == self.num_batches
+            if (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0 or last:
                 remaining = (
                     (self.max_epoch - self.epoch - 1) * self.num_batches
                     + self.num_batches
@@ -285,12 +329,13 @@ class SimpleTrainer(TrainerBase):
                     f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
                     f"{losses} lr {self.get_current_lr():.4e} eta {eta}"
                 )
-            for name, meter in losses.meters.items():
-                self.write_scalar("train/" + name, meter.val, it)
-            self.write_scalar("train/lr", self.get_current_lr(), it)
+                for name, meter in losses.meters.items():
+                    self.write_scalar("train/" + name, meter.current(), it)
+                self.write_scalar("train/lr", self.get_current_lr(), it)
         self.update_lr()
 
-    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
+    def forward_backward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One optimisation step; returns scalars to log (floats or 0-dim tensors)."""
         raise NotImplementedError
 
     def parse_batch_train(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
@@ -321,12 +366,20 @@ class SimpleTrainer(TrainerBase):
         loader = self.val_loader if split == "val" and self.val_loader is not None else self.test_loader
         print(f"Evaluate on the *{split}* set")
         self.before_evaluation()
+        outputs, targets = [], []
         try:
             for batch in tqdm(loader, desc=f"eval {split}", leave=False, dynamic_ncols=True):
                 images, labels = self.parse_batch_test(batch)
-                self.evaluator.process(self.model_inference(images), labels)
+                if self.dist.enabled:  # evaluated once all shards are gathered
+                    outputs.append(self.model_inference(images).float().cpu())
+                    targets.append(labels.cpu())
+                else:
+                    self.evaluator.process(self.model_inference(images), labels)
         finally:
             self.after_evaluation()
+        if self.dist.enabled:
+            for out, gt in zip(self.dist.gather(torch.cat(outputs)), self.dist.gather(torch.cat(targets))):
+                self.evaluator.process(out, gt)
         self.last_results = self.evaluator.evaluate()
         for k, v in self.last_results.items():
             if isinstance(v, int | float):
@@ -351,11 +404,14 @@ class SimpleTrainer(TrainerBase):
             "version": caspl.__version__,
             **(extra or {}),
         }
-        atomic_write_text(json.dumps(record, indent=2) + "\n", Path(self.output_dir) / "results.json")
+        if self.dist.is_main:
+            atomic_write_text(json.dumps(record, indent=2) + "\n", Path(self.output_dir) / "results.json")
         return record
 
     # ------------------------------------------------------------------ tensorboard
     def write_scalar(self, tag: str, value: float, step: int) -> None:
+        if not self.dist.is_main:
+            return
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when used)
 

@@ -40,7 +40,33 @@ def setup_logger(output_dir: str) -> Tee:
     return tee
 
 
-def close_logger(tee: Tee) -> None:
+class _Quiet:
+    """Swallows writes (non-zero ranks under torchrun)."""
+
+    def __init__(self, console: TextIO) -> None:
+        self.console = console
+
+    def write(self, msg: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def silence_stdout() -> "_Quiet":
+    """Discard prints until close_logger."""
+    quiet = _Quiet(sys.stdout)
+    sys.stdout = quiet
+    return quiet
+
+
+def close_logger(tee: "Tee | _Quiet") -> None:
     """Undo setup_logger (tests run several trainings in one process)."""
     if sys.stdout is tee:
         sys.stdout = tee.console

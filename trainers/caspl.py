@@ -1,0 +1,459 @@
+"""Cascade Prompt Learning (CasPL, ECCV 2024).
+
+Phase 1, `CasPL_Boost`: learnable boosting prompts (a deep text + vision group, IVLP format) make the
+student CLIP match a larger frozen teacher CLIP's logits on unlabeled images; saved as boost_prompts.pt.
+Phase 2, `CasPL_<Method>`: the frozen boosting prompts are cascaded into any prompt-learning trainer
+(text: [SOS][adapting][boosting][class]; vision: [CLS][patches][boosting][adapting]); the method's own
+losses are unchanged. `CasPL_ZS` evaluates the boosted CLIP alone.
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from clip.model import CLIP
+from torch import Tensor
+from yacs.config import CfgNode as CN
+
+import caspl
+from caspl.config import register_config
+from caspl.engine.clip_trainer import CLIPPromptTrainer, count_parameters
+from caspl.engine.precision import autocast, cast_frozen_clip
+from caspl.registry import TRAINER_REGISTRY
+from caspl.utils.checkpoint import atomic_save, safe_load
+from caspl.vlm.build import build_clip, freeze, input_resolution
+from caspl.vlm.model import CascadeGroups, PromptedCLIP
+from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, init_tokens_from_text
+from caspl.vlm.templates import dataset_template, fill
+from trainers.cocoop import CoCoOp
+from trainers.coop import CoOp
+from trainers.ivlp import IVLP
+from trainers.maple import MaPLe
+from trainers.promptsrc import PromptSRC
+
+BOOST_FILE = "boost_prompts.pt"
+BOOST_FORMAT = 1
+
+
+@register_config
+def add_caspl_cfg(cfg: CN) -> None:
+    """TRAINER.CASPL: phase-1 boosting (BOOST, TEACHER) and phase-2 cascade settings."""
+    cfg.TRAINER.CASPL = CN()
+    cfg.TRAINER.CASPL.PREC = "fp16"  # fp16 | fp32 | amp | bf16 (fp16/amp fall back to fp32 on CPU)
+    cfg.TRAINER.CASPL.BOOST = CN()
+    cfg.TRAINER.CASPL.BOOST.N_CTX_TEXT = 4
+    cfg.TRAINER.CASPL.BOOST.N_CTX_VISION = 4
+    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.CASPL.BOOST.CTX_INIT = "a photo of a"
+    cfg.TRAINER.CASPL.BOOST.TEMPERATURE = 1.0
+    cfg.TRAINER.CASPL.BOOST.KD_WEIGHT = 1.0
+    # batchmean: sum over classes, mean over images (the KL's definition);
+    # numel: mean over images x classes (PromptKD), i.e. batchmean / n_classes. LR x KD_WEIGHT sets the step
+    # size (SGD), so batchmean with KD_WEIGHT w equals numel with KD_WEIGHT w * n_classes.
+    cfg.TRAINER.CASPL.BOOST.KD_REDUCTION = "batchmean"
+    # Unlabeled pool: the dataset's train split with labels dropped (+ DATASET.UNLABELED_DIR when set).
+    cfg.TRAINER.CASPL.BOOST.UNLABELED = "train"
+    # Class names on the text side: all (PromptKD's protocol) | base (never sees new-class names).
+    cfg.TRAINER.CASPL.BOOST.CLASSES = "all"
+    cfg.TRAINER.CASPL.TEACHER = CN()
+    cfg.TRAINER.CASPL.TEACHER.NAME = "ViT-L/14"
+    cfg.TRAINER.CASPL.TEACHER.PATH = ""
+    # "a photo of a {}." | "dataset" (CoOp's per-dataset template) | "ensemble" (ImageNet templates)
+    cfg.TRAINER.CASPL.TEACHER.TEMPLATE = "a photo of a {}."
+    # Phase 2: a boost_prompts.pt file or the phase-1 output folder holding one.
+    cfg.TRAINER.CASPL.BOOST_PROMPTS = ""
+    cfg.TRAINER.CASPL.BOOST_TRAINABLE = False  # the paper's ablation: fine-tune the boosting prompts too
+    # PromptSRC's frozen reference: the boosted CLIP (CasPL) or plain CLIP.
+    cfg.TRAINER.CASPL.REG_REFERENCE = "boosted"
+
+
+# ---------------------------------------------------------------------------- loss
+def kd_loss(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float, reduction: str = "batchmean"
+) -> Tensor:
+    """KL(softmax(t/T) || softmax(s/T)) * T^2, reduced per `reduction` (batchmean | numel)."""
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    total = (log_p_t.exp() * (log_p_t - log_p_s)).sum() * temperature**2
+    if reduction == "batchmean":
+        return total / student_logits.shape[0]
+    if reduction == "numel":
+        return total / student_logits.numel()
+    raise ValueError(f"TRAINER.CASPL.BOOST.KD_REDUCTION must be batchmean or numel, got {reduction!r}")
+
+
+# ---------------------------------------------------------------------------- boosting prompts
+def make_boost_groups(clip_model: CLIP, boost_cfg: Any) -> CascadeGroups:
+    """Fresh boosting prompts in the IVLP format: deep text group (CTX_INIT at layer 0) + deep vision group."""
+    text_width = clip_model.ln_final.weight.shape[0]
+    vision_width = clip_model.visual.conv1.weight.shape[0]
+    n_text = boost_cfg.N_CTX_TEXT
+    init = None
+    if boost_cfg.CTX_INIT and n_text:
+        words = init_tokens_from_text(clip_model, boost_cfg.CTX_INIT)
+        if len(words) != n_text:
+            raise ValueError(
+                f"TRAINER.CASPL.BOOST.CTX_INIT {boost_cfg.CTX_INIT!r} has {len(words)} tokens but N_CTX_TEXT is {n_text}"
+            )
+        init = words
+    text = PromptGroup(n_text, text_width, boost_cfg.PROMPT_DEPTH_TEXT, init=init)
+    vision = PromptGroup(boost_cfg.N_CTX_VISION, vision_width, boost_cfg.PROMPT_DEPTH_VISION)
+    return CascadeGroups(text, vision)
+
+
+def _widths(clip_model: CLIP) -> dict[str, int]:
+    """The token widths of both towers: what boosting prompts must match."""
+    return {
+        "text_width": int(clip_model.ln_final.weight.shape[0]),
+        "vision_width": int(clip_model.visual.conv1.weight.shape[0]),
+    }
+
+
+def save_boost_prompts(path: str | Path, groups: CascadeGroups, meta: dict[str, Any]) -> None:
+    """boost_prompts.pt: per-layer token tensors of both towers + metadata (loads with weights_only=True)."""
+    payload = {
+        "format": BOOST_FORMAT,
+        "text": [t.detach().float().cpu().clone() for t in groups.text()],
+        "vision": [t.detach().float().cpu().clone() for t in groups.vision()],
+        "meta": meta,
+    }
+    atomic_save(payload, path)
+
+
+def resolve_boost_path(path: str) -> Path:
+    """A boost_prompts.pt file, or the phase-1 output folder that holds one; errors say how to make it."""
+    if not path:
+        raise ValueError(
+            "CasPL phase 2 needs TRAINER.CASPL.BOOST_PROMPTS (a boost_prompts.pt from phase 1). Make one with:\n"
+            "  python train.py --trainer CasPL_Boost --config-file configs/trainers/CasPL_Boost/<config>.yaml "
+            "--dataset-config-file configs/datasets/<dataset>.yaml --root DATA --output-dir output/boost/..."
+        )
+    p = Path(path)
+    if p.is_dir():
+        p = p / BOOST_FILE
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"boosting prompts not found: {p}. Run phase 1 first, e.g.\n"
+            "  python train.py --trainer CasPL_Boost --config-file configs/trainers/CasPL_Boost/<config>.yaml "
+            f"--dataset-config-file configs/datasets/<dataset>.yaml --root DATA --output-dir {p.parent}"
+        )
+    return p
+
+
+def load_boost_prompts(path: str, clip_model: CLIP, backbone: str) -> tuple[CascadeGroups, dict[str, Any]]:
+    """Frozen CascadeGroups from boost_prompts.pt, refusing a file made for another backbone/width/depth."""
+    p = resolve_boost_path(path)
+    payload = safe_load(p)
+    if not isinstance(payload, dict) or payload.get("format") != BOOST_FORMAT:
+        raise ValueError(f"{p} is not a boost_prompts.pt of format {BOOST_FORMAT}")
+    meta = payload["meta"]
+    student = meta.get("student", {})
+    expected = {"backbone": backbone, **_widths(clip_model)}
+    for key, want in expected.items():
+        if student.get(key) != want:
+            raise ValueError(
+                f"{p} was made for {key}={student.get(key)!r} but this run's student has {key}={want!r}; "
+                "run phase 1 with the same MODEL.BACKBONE.NAME"
+            )
+    n_layers = {
+        "text": len(clip_model.transformer.resblocks),
+        "vision": len(clip_model.visual.transformer.resblocks),
+    }
+    groups = []
+    for tower, width in (("text", expected["text_width"]), ("vision", expected["vision_width"])):
+        layers = payload[tower]
+        if len(layers) > n_layers[tower]:
+            raise ValueError(
+                f"{p}: {tower} prompt depth {len(layers)} exceeds the {n_layers[tower]} layers of {backbone}"
+            )
+        n = layers[0].shape[-2] if layers else 0
+        group = PromptGroup(n, width, len(layers))
+        with torch.no_grad():
+            for param, tokens in zip(group.tokens, layers):
+                if tokens.shape != param.shape:
+                    raise ValueError(
+                        f"{p}: {tower} tokens of shape {tuple(tokens.shape)}, expected {tuple(param.shape)}"
+                    )
+                param.copy_(tokens)
+        groups.append(freeze(group))
+    return CascadeGroups(*groups), meta
+
+
+# ---------------------------------------------------------------------------- phase 1
+class BoostStudent(PromptedCLIP):
+    """The student of phase 1: CLIP + learnable boosting prompts (text and vision)."""
+
+    def __init__(self, clip_model: CLIP, classnames: list[str], boost_cfg: Any) -> None:
+        groups = make_boost_groups(clip_model, boost_cfg)
+        texts = [f"{name.replace('_', ' ')}." for name in classnames]
+        super().__init__(clip_model, texts, [groups.text.n_tokens])
+        self.prompt_learner.text = groups.text
+        self.prompt_learner.vision = groups.vision
+
+    def method_text_tokens(self) -> list[list[Tensor]]:
+        return [self.prompt_learner.text()]
+
+    def method_vision_tokens(self) -> list[list[Tensor]]:
+        return [self.prompt_learner.vision()]
+
+    def boost_groups(self) -> CascadeGroups:
+        return CascadeGroups(self.prompt_learner.text, self.prompt_learner.vision)
+
+
+class FrozenTeacher(torch.nn.Module):
+    """A frozen CLIP with fixed, precomputed class text features; sees images at its own resolution."""
+
+    def __init__(self, clip_model: CLIP, classnames: list[str], template: str, dataset_name: str) -> None:
+        super().__init__()
+        self.clip = freeze(clip_model)
+        self.resolution = input_resolution(clip_model)
+        self.register_buffer(
+            "text_features", self._text_features(classnames, template, dataset_name), persistent=False
+        )
+
+    @torch.no_grad()
+    def _text_features(self, classnames: list[str], template: str, dataset_name: str) -> Tensor:
+        import clip  # noqa: PLC0415
+
+        if template == "ensemble":
+            from caspl.vlm.imagenet_templates import IMAGENET_TEMPLATES  # noqa: PLC0415
+
+            templates = list(IMAGENET_TEMPLATES)
+        else:
+            templates = [dataset_template(dataset_name) if template == "dataset" else template]
+        feats = []
+        for t in templates:
+            f = self.clip.encode_text(clip.tokenize(fill(t, classnames)))
+            feats.append(F.normalize(f.float(), dim=-1))
+        return F.normalize(torch.stack(feats).mean(0), dim=-1)  # CLIP's template ensembling
+
+    @torch.inference_mode()
+    def forward(self, images: Tensor) -> Tensor:
+        """Teacher logits for `images` (resized to the teacher's resolution when it differs)."""
+        if images.shape[-1] != self.resolution:
+            images = F.interpolate(images, size=self.resolution, mode="bicubic", align_corners=False)
+        feats = F.normalize(self.clip.encode_image(images.to(self.clip.dtype)).float(), dim=-1)
+        return self.clip.logit_scale.exp().float() * feats @ self.text_features.t()
+
+
+@TRAINER_REGISTRY.register()
+class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
+    """Phase 1: distil a frozen teacher CLIP into boosting prompts on unlabeled images."""
+
+    cfg_node = "CASPL"
+
+    def check_cfg(self, cfg: Any) -> None:
+        if cfg.TRAINER.CASPL.BOOST.CLASSES not in ("all", "base"):
+            raise ValueError(
+                f"TRAINER.CASPL.BOOST.CLASSES must be all or base, got {cfg.TRAINER.CASPL.BOOST.CLASSES!r}"
+            )
+        if cfg.DATASET.SUBSAMPLE_CLASSES != "all":
+            raise ValueError(
+                "CasPL_Boost uses the unlabeled images of every class; choose the class names with "
+                "TRAINER.CASPL.BOOST.CLASSES instead of DATASET.SUBSAMPLE_CLASSES"
+            )
+
+    def build_data_loader(self) -> None:
+        from caspl.data import build_transform, build_unlabeled_loader  # noqa: PLC0415
+
+        super().build_data_loader()
+        boost = self.cfg.TRAINER.CASPL.BOOST
+        if boost.UNLABELED != "train":
+            raise ValueError(f"TRAINER.CASPL.BOOST.UNLABELED must be 'train', got {boost.UNLABELED!r}")
+        impaths = self.dm.dataset.unlabeled_impaths(self.cfg.DATASET.UNLABELED_DIR)
+        print(f"Unlabeled pool: {len(impaths):,} images (labels dropped)")
+        self.train_loader_x = self.prepare_train_loader(
+            build_unlabeled_loader(
+                self.cfg,
+                impaths,
+                build_transform(self.cfg, is_train=True),
+                self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+            )
+        )
+        n = len(self.classnames)
+        self.boost_classnames = (
+            self.classnames if boost.CLASSES == "all" else self.classnames[: math.ceil(n / 2)]
+        )
+
+    def build_prompt_model(
+        self, clip_model: CLIP, classnames: list[str], cascade: CascadeGroups | None
+    ) -> PromptedCLIP:
+        cfg = self.cfg
+        teacher_cfg = cfg.TRAINER.CASPL.TEACHER
+        if teacher_cfg.NAME == cfg.MODEL.BACKBONE.NAME and not teacher_cfg.PATH:
+            print("Warning: the teacher is the student's own backbone; boosting then has little to distil")
+        print(f"Loading teacher CLIP ({teacher_cfg.NAME})")
+        teacher_clip = build_clip(teacher_cfg.NAME, teacher_cfg.PATH)
+        self.teacher = FrozenTeacher(
+            teacher_clip, self.boost_classnames, teacher_cfg.TEMPLATE, cfg.DATASET.NAME
+        )
+        cast_frozen_clip(self.teacher.clip, "fp16" if self.device.type == "cuda" else "fp32")
+        self.teacher.to(self.device).eval()
+        self.student_clip = clip_model
+        student = BoostStudent(clip_model, self.boost_classnames, cfg.TRAINER.CASPL.BOOST)
+        # Strict "base" protocol: training never encodes new-class names; evaluation scores every class.
+        self.eval_text_encoder = None
+        if len(self.boost_classnames) != len(classnames):
+            texts = [f"{name.replace('_', ' ')}." for name in classnames]
+            self.eval_text_encoder = PromptedTextEncoder(
+                clip_model, texts, [student.prompt_learner.text.n_tokens]
+            )
+        n = count_parameters(student.prompt_learner)
+        print(
+            f"Boosting prompts: {n:,} parameters ({100.0 * n / count_parameters(clip_model):.4f}% of the student)"
+        )
+        return student
+
+    def kd(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+        boost = self.cfg.TRAINER.CASPL.BOOST
+        return boost.KD_WEIGHT * kd_loss(
+            student_logits, teacher_logits, boost.TEMPERATURE, boost.KD_REDUCTION
+        )
+
+    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
+        images = batch["img"].to(self.device, non_blocking=True)  # the batch carries no labels
+        teacher_logits = self.teacher(images)
+        with autocast(self.prec, self.device):
+            loss = self.kd(self.model(images), teacher_logits)
+        self.model_backward_and_update(loss)
+        return {"loss": loss.detach()}
+
+    @torch.no_grad()
+    def heldout_kd(self, loader: Any) -> float:
+        """Mean KL(teacher || student) (T^2-scaled, batchmean) over a labelled split, labels unused."""
+        self.set_model_mode("eval")
+        text = self.model.encode_text()
+        total, count = 0.0, 0
+        temperature = self.cfg.TRAINER.CASPL.BOOST.TEMPERATURE
+        for batch in loader:
+            images = batch["img"].to(self.device)
+            s = self.model(images, text)
+            total += kd_loss(s, self.teacher(images), temperature, "batchmean").item() * images.shape[0]
+            count += images.shape[0]
+        return total / max(count, 1)
+
+    def before_evaluation(self) -> None:
+        if self.eval_text_encoder is None:
+            return super().before_evaluation()
+        with autocast(self.prec, self.device):
+            self._text_features = self.eval_text_encoder.to(self.device)(self.model.text_tokens())
+        return None
+
+    def heldout_loader(self) -> Any:
+        return self.val_loader if self.val_loader is not None else self.test_loader
+
+    def before_train(self) -> None:
+        super().before_train()
+        self.kd_before = self.heldout_kd(self.heldout_loader()) if self.start_epoch == 0 else None
+        if self.kd_before is not None:
+            print(f"Held-out KL to the teacher before boosting: {self.kd_before:.4f}")
+
+    def after_train(self) -> None:
+        self.kd_after = self.heldout_kd(self.heldout_loader())
+        print(f"Held-out KL to the teacher after boosting: {self.kd_after:.4f}")
+        self.write_boost_file()
+        super().after_train()
+
+    def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        extra = {**(extra or {}), "kd_heldout_before": getattr(self, "kd_before", None)}
+        extra["kd_heldout_after"] = getattr(self, "kd_after", None)
+        return super().final_evaluation(extra)
+
+    def write_boost_file(self) -> Path:
+        cfg = self.cfg
+        meta = {
+            "student": {"backbone": cfg.MODEL.BACKBONE.NAME, **_widths(self.student_clip)},
+            "n_ctx_text": cfg.TRAINER.CASPL.BOOST.N_CTX_TEXT,
+            "n_ctx_vision": cfg.TRAINER.CASPL.BOOST.N_CTX_VISION,
+            "depth_text": cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT,
+            "depth_vision": cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_VISION,
+            "teacher": {
+                "name": cfg.TRAINER.CASPL.TEACHER.NAME,
+                "template": cfg.TRAINER.CASPL.TEACHER.TEMPLATE,
+            },
+            "dataset": cfg.DATASET.NAME,
+            "classes": cfg.TRAINER.CASPL.BOOST.CLASSES,
+            "seed": cfg.SEED,
+            "epochs": self.max_epoch,
+            "kd_heldout_before": self.kd_before,
+            "kd_heldout_after": self.kd_after,
+            "version": caspl.__version__,
+        }
+        path = Path(self.output_dir) / BOOST_FILE
+        save_boost_prompts(path, self.model.boost_groups(), meta)
+        n = count_parameters(self.model.prompt_learner)
+        print(
+            f"Saved boosting prompts to {path} ({n:,} parameters, {100.0 * n / self.clip_size:.4f}% of the student)"
+        )
+        return path
+
+
+# ---------------------------------------------------------------------------- phase 2
+class CascadeMixin:
+    """Puts the frozen boosting prompts of TRAINER.CASPL.BOOST_PROMPTS into a prompt-learning trainer."""
+
+    cfg: Any
+
+    @property
+    def cascade_trainable(self) -> bool:
+        return bool(self.cfg.TRAINER.CASPL.BOOST_TRAINABLE)
+
+    def build_cascade(self, clip_model: CLIP) -> CascadeGroups:
+        groups, meta = load_boost_prompts(
+            self.cfg.TRAINER.CASPL.BOOST_PROMPTS, clip_model, self.cfg.MODEL.BACKBONE.NAME
+        )
+        print(
+            f"Cascading boosting prompts from {self.cfg.TRAINER.CASPL.BOOST_PROMPTS} "
+            f"(teacher {meta.get('teacher', {}).get('name')}, dataset {meta.get('dataset')}, classes {meta.get('classes')})"
+        )
+        return groups
+
+    def reference_cascade(self) -> CascadeGroups | None:
+        """PromptSRC's frozen reference: the boosted CLIP (default) or plain CLIP."""
+        choice = self.cfg.TRAINER.CASPL.REG_REFERENCE
+        if choice not in ("boosted", "clip"):
+            raise ValueError(f"TRAINER.CASPL.REG_REFERENCE must be boosted or clip, got {choice!r}")
+        return self.model.cascade if choice == "boosted" else None
+
+
+def cascaded(base: type) -> type:
+    """Register CasPL_<base>: the base trainer with the boosting prompts cascaded in. One line per method."""
+    cls = type(
+        f"CasPL_{base.__name__}",
+        (CascadeMixin, base),
+        {"__doc__": f"{base.__name__} + CasPL boosting prompts."},
+    )
+    return TRAINER_REGISTRY.register(cls)
+
+
+@TRAINER_REGISTRY.register()
+class CasPL_ZS(CascadeMixin, CLIPPromptTrainer):  # noqa: N801 (registered name)
+    """Zero-shot evaluation of the boosted CLIP ("CLIP + boost"): nothing trains."""
+
+    cfg_node = "CASPL"
+
+    def build_prompt_model(
+        self, clip_model: CLIP, classnames: list[str], cascade: CascadeGroups | None
+    ) -> PromptedCLIP:
+        # The phase-1 text layout: [SOS][boosting tokens][class.]; CTX_INIT made them the template.
+        return PromptedCLIP(clip_model, [f"{n.replace('_', ' ')}." for n in classnames], cascade=cascade)
+
+    def build_optim_sched(self, module: Any) -> tuple[Any, Any]:
+        return None, None
+
+    def train(self) -> None:
+        self.max_epoch = 0
+        self.before_train()
+        self.after_train()
+
+
+# ---------------------------------------------------------------------------- registrations
+# CasPL applied to each method: one line per method, the cascade mechanism above does the rest.
+CasPL_CoOp = cascaded(CoOp)
+CasPL_CoCoOp = cascaded(CoCoOp)
+CasPL_IVLP = cascaded(IVLP)
+CasPL_MaPLe = cascaded(MaPLe)
+CasPL_PromptSRC = cascaded(PromptSRC)
