@@ -134,11 +134,6 @@ def test_gradients_reach_every_prompted_layer_and_nothing_frozen():
     assert all(p.grad is None for p in tiny_clip.parameters())
 
 
-@pytest.mark.xfail(
-    reason="PromptedTextEncoder.dtype follows positional_embedding, which convert_weights keeps in fp32; "
-    "PREC fp16 (the published default) then fails in the text tower. Reported to the lead.",
-    strict=False,
-)
 def test_half_precision_towers_match_clip_in_half():
     from caspl.engine.precision import cast_frozen_clip
 

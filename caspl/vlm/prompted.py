@@ -159,7 +159,9 @@ class PromptedTextEncoder(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.positional_embedding.dtype
+        # The projection follows the blocks' precision (OpenAI's convert_weights halves it); the
+        # positional embedding does not, so it cannot tell.
+        return self.text_projection.dtype
 
     def group_slots(self, group: int) -> Tensor:
         start = sum(self.group_sizes[:group])
