@@ -18,7 +18,8 @@
 #   SEEDS         seeds (default "1 2 3")
 #   DATA          dataset root (default ./data)
 #   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
-#                 (default: the method's base-to-new config, e.g. vit_b16_c2_ep20_batch4_4+4ctx)
+#                 (default: the method's base-to-new config, e.g. vit_b16_c2_ep20_batch4_4+4ctx;
+#                 CoOp: vit_b16_ctxv1 with 50 epochs on ImageNet, as CoCoOp's scripts)
 #   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
 #   SHOTS         shots per base class (default 16)
 #   OUT           output root (default output)
@@ -37,7 +38,7 @@ case "${1:-}" in -h | --help) caspl_usage "${BASH_SOURCE[0]}" ;; esac
 caspl_setup
 DATASETS="${DATASETS:-$ALL_DATASETS}"
 SHOTS="${SHOTS:-16}"
-CONFIG="${CONFIG:-$(default_config b2n "$TRAINER")}"
+default_config_unless_set b2n
 SWEEP_NAME="base2new"
 [ "$TRAINER" = CasPL_Boost ] && _die "TRAINER=CasPL_Boost is phase 1 only; pick a phase-2 trainer (e.g. CasPL_PromptSRC)"
 
@@ -51,9 +52,10 @@ for DATASET in $DATASETS; do
         TRAIN_DIR="$OUT/base2new/train_base/$COMMON"
         TEST_DIR="$OUT/base2new/test_new/$COMMON"
         train_args "$TRAINER" "$CFG_FILE" "$DATASET" "$SEED" "$TRAIN_DIR"
+        protocol_opts b2n "$DATASET" "$SHOTS"
         plan_run "train base $DATASET seed$SEED $TRAINER" "$TRAIN_DIR" "$TRAIN_DIR/results.json" \
             "${TRAIN_ARGS[@]}" DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base \
-            "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+            "${PROTOCOL_OPTS[@]+"${PROTOCOL_OPTS[@]}"}" "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
         AFTER=$LAST_INDEX # the new-class evaluation needs the trained model
         train_args "$TRAINER" "$CFG_FILE" "$DATASET" "$SEED" "$TEST_DIR"
         plan_run "test new $DATASET seed$SEED $TRAINER" "$TEST_DIR" "$TEST_DIR/results.json" \

@@ -17,7 +17,8 @@
 #   SHOTS         shot counts (default "1 2 4 8 16")
 #   DATA          dataset root (default ./data)
 #   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
-#                 (default: the method's few-shot config, e.g. vit_b16_c2_ep50_batch4_4+4ctx_few_shot)
+#                 (default: the method's few-shot config, e.g. vit_b16_c2_ep50_batch4_4+4ctx_few_shot;
+#                 CoOp: vit_b16 with CoOp's epochs: 50 at 1 shot, 100 at 2/4 shots, 50 on ImageNet)
 #   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
 #   OUT           output root (default output)
 #   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'
@@ -35,7 +36,7 @@ case "${1:-}" in -h | --help) caspl_usage "${BASH_SOURCE[0]}" ;; esac
 caspl_setup
 DATASETS="${DATASETS:-$ALL_DATASETS}"
 SHOTS="${SHOTS:-1 2 4 8 16}"
-CONFIG="${CONFIG:-$(default_config fewshot "$TRAINER")}"
+default_config_unless_set fewshot
 SWEEP_NAME="fewshot"
 [ "$TRAINER" = CasPL_Boost ] && _die "TRAINER=CasPL_Boost is phase 1 only; pick a phase-2 trainer (e.g. CasPL_PromptSRC)"
 
@@ -48,9 +49,10 @@ for DATASET in $DATASETS; do
         for K in $SHOTS; do
             DIR="$OUT/fewshot/$DATASET/shots_$K/$TRAINER/$CFG_NAME/seed$SEED"
             train_args "$TRAINER" "$CFG_FILE" "$DATASET" "$SEED" "$DIR"
+            protocol_opts fewshot "$DATASET" "$K"
             plan_run "$K-shot $DATASET seed$SEED $TRAINER" "$DIR" "$DIR/results.json" \
                 "${TRAIN_ARGS[@]}" DATASET.NUM_SHOTS "$K" DATASET.SUBSAMPLE_CLASSES all \
-                "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
+                "${PROTOCOL_OPTS[@]+"${PROTOCOL_OPTS[@]}"}" "${CASCADE_OPTS[@]+"${CASCADE_OPTS[@]}"}" "${EXTRA_OPTS[@]+"${EXTRA_OPTS[@]}"}"
         done
     done
 done

@@ -65,8 +65,8 @@ def repo(tmp_path: Path) -> Path:
     trainer_cfgs = {
         "CasPL_Boost": [BOOST_CFG],
         "CasPL_PromptSRC": [B2N_CFG, B2N_CFG + "_cross_datasets", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"],
-        "CasPL_CoOp": ["vit_b16_ep50"],
-        "CoOp": ["vit_b16_ep50"],
+        "CasPL_CoOp": ["vit_b16_ctxv1"],
+        "CoOp": ["vit_b16_ctxv1", "vit_b16", "vit_b16_ep50_ctxv1"],
     }
     for trainer, names in trainer_cfgs.items():
         (root / f"configs/trainers/{trainer}").mkdir(parents=True)
@@ -157,7 +157,33 @@ def test_baseline_trainer_has_no_boosting_phase(repo):
     assert len(runs) == 22  # the 11 datasets by default, train + test each
     assert [r[1].split("/out/")[1].split("/")[2] for r in runs[:2]] == ["imagenet", "imagenet"]
     assert all("CasPL_Boost" not in r[2] and "TRAINER.CASPL.BOOST_PROMPTS" not in r[2] for r in runs)
-    assert all("configs/trainers/CoOp/vit_b16_ep50.yaml" in r[2] for r in runs)
+    assert all("configs/trainers/CoOp/vit_b16_ctxv1.yaml" in r[2] for r in runs)
+    # CoCoOp's protocol for CoOp: ImageNet trains 50 epochs (its vit_b16_ep50_ctxv1), the others 200.
+    epochs = {r[1].split("/out/")[1].split("/")[2]: _opt(r[2], "OPTIM.MAX_EPOCH") for r in runs[::2]}
+    assert epochs.pop("imagenet") == "50" and set(epochs.values()) == {None}
+
+
+def _opt(argv: list[str], key: str) -> str | None:
+    """The value of a trailing KEY VALUE option (the last one wins, as in yacs)."""
+    values = [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == key]
+    return values[-1] if values else None
+
+
+def test_coop_fewshot_follows_coop_epoch_rules_unless_config_is_given(repo, tmp_path):
+    res = sweep(repo, "fewshot.sh", DRY_RUN="1", TRAINER="CoOp", SEEDS="1", DATASETS="imagenet dtd")
+    runs = {r[0]: r[2] for r in planned(res.stdout)}
+    assert all("configs/trainers/CoOp/vit_b16.yaml" in argv for argv in runs.values())
+    got = {what.split(" seed")[0]: _opt(argv, "OPTIM.MAX_EPOCH") for what, argv in runs.items()}
+    assert got == {
+        **{f"{k}-shot imagenet": "50" for k in (1, 2, 4, 8, 16)},
+        "1-shot dtd": "50", "2-shot dtd": "100", "4-shot dtd": "100", "8-shot dtd": None, "16-shot dtd": None,
+    }  # fmt: skip
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("OPTIM:\n  MAX_EPOCH: 3\n")
+    res = sweep(
+        repo, "fewshot.sh", DRY_RUN="1", TRAINER="CoOp", SEEDS="1", DATASETS="dtd", CONFIG=str(custom)
+    )
+    assert all(_opt(r[2], "OPTIM.MAX_EPOCH") is None for r in planned(res.stdout))
 
 
 def test_xd_and_dg_share_the_source_model_and_boost_on_the_source(repo):
