@@ -2,6 +2,11 @@
 
     python train.py --root DATA --trainer CoOp --dataset-config-file configs/datasets/oxford_pets.yaml \
         --config-file configs/trainers/CoOp/vit_b16_ep50.yaml --output-dir output/... --seed 1 [KEY VALUE ...]
+
+Data-parallel on N GPUs (or N CPU processes with gloo), same arguments; DATALOADER.TRAIN_X.BATCH_SIZE is
+the global batch:
+
+    torchrun --nproc_per_node N train.py ...
 """
 
 import os
@@ -13,6 +18,7 @@ import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config nodes)
 from caspl.config import build_arg_parser, setup_cfg
 from caspl.engine import build_trainer
+from caspl.engine.distributed import cleanup as cleanup_distributed
 from caspl.utils.env import collect_env_info
 from caspl.utils.logger import close_logger, setup_logger, silence_stdout
 from caspl.utils.seed import set_random_seed
@@ -21,11 +27,13 @@ from caspl.utils.seed import set_random_seed
 def main(argv: list[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
     cfg = setup_cfg(args)
+    main_process = int(os.environ.get("RANK", "0")) == 0
     if cfg.SEED >= 0:
-        print(f"Setting fixed seed: {cfg.SEED}")
-        set_random_seed(cfg.SEED)
+        if main_process:
+            print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)  # the same on every process: replicas and their data order agree
     # Under torchrun only rank 0 writes the log (and checkpoints, results): the others stay quiet.
-    tee = setup_logger(cfg.OUTPUT_DIR) if int(os.environ.get("RANK", "0")) == 0 else silence_stdout()
+    tee = setup_logger(cfg.OUTPUT_DIR) if main_process else silence_stdout()
     try:
         if torch.cuda.is_available() and cfg.USE_CUDA:
             torch.backends.cudnn.benchmark = True
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         close_logger(tee)
+        cleanup_distributed()  # torchrun's workers leave the process group before they exit
 
 
 if __name__ == "__main__":

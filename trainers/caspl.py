@@ -333,6 +333,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
             s = self.model(images, text)
             total += kd_loss(s, self.teacher(images), temperature, "batchmean").item() * images.shape[0]
             count += images.shape[0]
+        total, count = self.dist.sum(total, count)  # torchrun: each process scored a shard
         return total / max(count, 1)
 
     def before_evaluation(self) -> None:
@@ -354,7 +355,8 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
     def after_train(self) -> None:
         self.kd_after = self.heldout_kd(self.heldout_loader())
         print(f"Held-out KL to the teacher after boosting: {self.kd_after:.4f}")
-        self.write_boost_file()
+        if self.dist.is_main:  # torchrun: one writer
+            self.write_boost_file()
         super().after_train()
 
     def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -443,6 +445,11 @@ class CasPL_ZS(CascadeMixin, CLIPPromptTrainer):  # noqa: N801 (registered name)
 
     def build_optim_sched(self, module: Any) -> tuple[Any, Any]:
         return None, None
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        # --eval-only (the sweeps' new-class / target runs): nothing trained, so no checkpoint to read;
+        # the boosted CLIP is fully defined by TRAINER.CASPL.BOOST_PROMPTS.
+        print(f"CasPL_ZS has no trained weights: nothing to load from {directory or '--model-dir'}")
 
     def train(self) -> None:
         self.max_epoch = 0

@@ -126,8 +126,10 @@ _C.TRAIN = CN()
 _C.TRAIN.CHECKPOINT_FREQ = 0
 _C.TRAIN.PRINT_FREQ = 10
 _C.TRAIN.COUNT_ITER = "train_x"
-# Wrap the trainable model in torch.compile (GPU users; off by default).
+# torch.compile the model's forward in place (GPU users; off by default). Checkpoints are unchanged.
 _C.TRAIN.COMPILE = False
+# torch.compile mode when TRAIN.COMPILE: "default" | "reduce-overhead" (CUDA graphs) | "max-autotune".
+_C.TRAIN.COMPILE_MODE = "default"
 
 # ---------------------------------------------------------------- test
 _C.TEST = CN()

@@ -7,8 +7,9 @@ to put its frozen boosting prompts into any method.
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
-from clip.model import CLIP
+from clip.model import CLIP, ModifiedResNet
 from torch import Tensor
 
 from caspl.engine.precision import autocast, cast_frozen_clip, effective_precision, grad_scaler
@@ -55,6 +56,10 @@ class CLIPPromptTrainer(TrainerX):
             p.requires_grad_(name.startswith(trainable_prefixes))
         cast_frozen_clip(clip_model, self.prec)
         self.model.to(self.device)
+        if self.use_channels_last(clip_model):
+            print("Using channels_last memory format (convolutional image encoder on GPU)")
+            self.memory_format = torch.channels_last
+            self.model.to(memory_format=torch.channels_last)
         self.report_trainable()
         self.optim, self.sched = self.build_optim_sched(self.trainable_module())
         self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
@@ -62,6 +67,21 @@ class CLIPPromptTrainer(TrainerX):
             self.register_model("cascade", self.model.cascade)
         self.scaler = grad_scaler(self.prec, self.device)
         self._text_features: Tensor | None = None
+        if cfg.TRAIN.COMPILE:
+            self.compile_model()
+
+    def use_channels_last(self, clip_model: CLIP) -> bool:
+        """channels_last pays off for convolutions on a GPU (the RN50/RN101 towers), not for a ViT's patchify."""
+        return self.device.type == "cuda" and isinstance(clip_model.visual, ModifiedResNet)
+
+    def compile_model(self) -> None:
+        """TRAIN.COMPILE: torch.compile the model's forward in place (nn.Module.compile), so `self.model`
+        stays the same module: its state_dict keys, checkpoints and registered prompt learner are unchanged.
+        Only `self.model(...)` calls are compiled (methods that call encode_text/encode_image directly run
+        eagerly for those calls)."""
+        mode = self.cfg.TRAIN.COMPILE_MODE
+        print(f"Compiling the model's forward with torch.compile (mode: {mode})")
+        self.model.compile(mode=None if mode == "default" else mode)
 
     def trainable_module(self) -> Any:
         return self.model

@@ -19,7 +19,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import caspl
-from caspl.engine.distributed import DistContext, ShardedEpochSampler, ShardSampler, rebuild_loader
+from caspl.engine.distributed import (
+    DistContext,
+    ShardedEpochSampler,
+    ShardSampler,
+    batch_size_of,
+    rebuild_loader,
+)
 from caspl.evaluation import build_evaluator
 from caspl.optim import build_lr_scheduler, build_optimizer
 from caspl.utils.checkpoint import atomic_save, atomic_write_text, safe_load
@@ -81,9 +87,16 @@ class TrainerBase:
     def save_model(
         self, epoch: int, directory: str, is_best: bool = False, val_result: float | None = None
     ) -> None:
-        """Write model.pth.tar-<epoch> (or model-best.pth.tar) for every registered model (rank 0 only)."""
-        if not self.dist.is_main:
-            return
+        """Write model.pth.tar-<epoch> (or model-best.pth.tar) for every registered model.
+
+        Under torchrun rank 0 writes and every process waits for it, so a later read on any rank (the best
+        model at the end, a resume) finds the file complete.
+        """
+        if self.dist.is_main:
+            self._write_checkpoints(epoch, directory, is_best, val_result)
+        self.dist.barrier()
+
+    def _write_checkpoints(self, epoch: int, directory: str, is_best: bool, val_result: float | None) -> None:
         for name in self.get_model_names():
             ckpt = {
                 "state_dict": self._models[name].state_dict(),
@@ -165,16 +178,33 @@ class TrainerBase:
                 self._optims[name].zero_grad(set_to_none=True)
 
     def sync_gradients(self, names: str | list[str] | None = None) -> None:
-        """Average gradients over processes (no-op in a single process)."""
+        """Average gradients over processes, weighted by each one's batch size (no-op in a single process)."""
         dist_ctx = getattr(self, "dist", None)
         if dist_ctx is not None and dist_ctx.enabled:
+            weight = getattr(self, "local_batch_size", None)
             for name in self.get_model_names(names):
-                dist_ctx.average_gradients(self._models[name].parameters())
+                dist_ctx.average_gradients(self._models[name].parameters(), weight)
 
     def detect_anomaly(self, loss: Tensor) -> None:
-        if not torch.isfinite(loss).all():
+        """Refuse a non-finite loss: at once on CPU; on a GPU the check is deferred to `check_anomaly`
+        (called at print frequency and each epoch's end) so the hot loop never waits for the device."""
+        finite = torch.isfinite(loss.detach()).all()
+        if loss.device.type == "cpu":
+            if not finite:
+                raise FloatingPointError(
+                    f"loss is {loss.item()}: training diverged (lower OPTIM.LR or check PREC)"
+                )
+            return
+        flag = getattr(self, "_nonfinite", None)
+        self._nonfinite = ~finite if flag is None else flag | ~finite
+
+    def check_anomaly(self) -> None:
+        """Raise if a loss since the last check was non-finite (one host-device sync)."""
+        flag, self._nonfinite = getattr(self, "_nonfinite", None), None
+        if flag is not None and bool(flag):
             raise FloatingPointError(
-                f"loss is {loss.item()}: training diverged (lower OPTIM.LR or check PREC)"
+                "a non-finite loss occurred since the last log line: training diverged "
+                "(lower OPTIM.LR or check PREC)"
             )
 
     def model_backward_and_update(self, loss: Tensor, names: str | list[str] | None = None) -> None:
@@ -188,7 +218,15 @@ class TrainerBase:
 
 
 class SimpleTrainer(TrainerBase):
-    """Config-driven trainer: data, model, optimizer, evaluation, logging, results.json."""
+    """Config-driven trainer: data, model, optimizer, evaluation, logging, results.json.
+
+    Under torchrun (WORLD_SIZE > 1) the same class trains data-parallel: DATALOADER.TRAIN_X.BATCH_SIZE is
+    the global batch (each process takes BATCH_SIZE / world size of it), gradients are averaged after each
+    backward, evaluation is sharded and gathered exactly, and only rank 0 writes files.
+    """
+
+    # Set to torch.channels_last by trainers whose model profits from it (convolutional backbones on GPU).
+    memory_format = torch.preserve_format
 
     def __init__(self, cfg: Any) -> None:
         super().__init__()
@@ -202,8 +240,13 @@ class SimpleTrainer(TrainerBase):
         self.best_result = -math.inf
         self.time_start = time.time()
         self._writer = None
-        self.build_data_loader()
-        self.build_model()
+        # The shuffling seed: SEED, or under SEED < 0 a random one that every process shares.
+        self.sampler_seed = self.dist.shared_seed(cfg.SEED)
+        # Rank 0 first: dataset splits and downloaded weights are written once, then read by the others.
+        self.dist.run_in_order(self.build_data_loader)
+        self.dist.run_in_order(self.build_model)
+        for name in self.get_model_names():  # every replica starts from rank 0's weights (as DDP does)
+            self.dist.broadcast_module(self._models[name])
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
 
     def check_cfg(self, cfg: Any) -> None:
@@ -231,7 +274,7 @@ class SimpleTrainer(TrainerBase):
         sampler = ShardedEpochSampler(
             len(loader.dataset),
             batch // self.dist.world_size,
-            max(self.cfg.SEED, 0),
+            getattr(self, "sampler_seed", max(self.cfg.SEED, 0)),
             self.dist.rank,
             self.dist.world_size,
             shuffle=self.cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler",
@@ -298,6 +341,8 @@ class SimpleTrainer(TrainerBase):
         self.close_writer()
 
     def run_epoch(self) -> None:
+        """One pass over the train loader. Under torchrun the printed (and tensorboard) loss/metrics are
+        the means over processes; nothing waits for the device except at print frequency."""
         self.set_model_mode("train")
         losses = MetricMeter()
         batch_time, data_time = AverageMeter(), AverageMeter()
@@ -306,10 +351,17 @@ class SimpleTrainer(TrainerBase):
             loader.sampler.set_epoch(self.epoch)
         self.num_batches = len(loader)
         end = time.time()
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not self.dist.is_main,
+        )
         for batch_idx, batch in enumerate(bar):
             self.batch_idx = batch_idx
             data_time.update(time.time() - end)
+            self.local_batch_size = batch_size_of(batch)  # weights this process's gradient in the mean
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
             losses.update(loss_summary)  # tensors stay on the device: no sync until printed
@@ -317,6 +369,8 @@ class SimpleTrainer(TrainerBase):
             it = self.epoch * self.num_batches + self.batch_idx
             last = self.batch_idx + 1 == self.num_batches
             if (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0 or last:
+                self.check_anomaly()
+                stats = self.dist.all_reduce_mean(losses.state())  # [n_meters, 2]: current, average
                 remaining = (
                     (self.max_epoch - self.epoch - 1) * self.num_batches
                     + self.num_batches
@@ -327,11 +381,12 @@ class SimpleTrainer(TrainerBase):
                 print(
                     f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
                     f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
-                    f"{losses} lr {self.get_current_lr():.4e} eta {eta}"
+                    f"{losses.format(stats)} lr {self.get_current_lr():.4e} eta {eta}"
                 )
-                for name, meter in losses.meters.items():
-                    self.write_scalar("train/" + name, meter.current(), it)
+                for name, (current, _) in zip(losses.meters, stats.tolist()):
+                    self.write_scalar("train/" + name, current, it)
                 self.write_scalar("train/lr", self.get_current_lr(), it)
+        self.check_anomaly()
         self.update_lr()
 
     def forward_backward(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -339,14 +394,14 @@ class SimpleTrainer(TrainerBase):
         raise NotImplementedError
 
     def parse_batch_train(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        return batch["img"].to(self.device, non_blocking=True), batch["label"].to(
-            self.device, non_blocking=True
-        )
+        return self.to_device_images(batch["img"]), batch["label"].to(self.device, non_blocking=True)
 
     def parse_batch_test(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        return batch["img"].to(self.device, non_blocking=True), batch["label"].to(
-            self.device, non_blocking=True
-        )
+        return self.to_device_images(batch["img"]), batch["label"].to(self.device, non_blocking=True)
+
+    def to_device_images(self, images: Tensor) -> Tensor:
+        """Images on the device (asynchronously from pinned memory) in the model's memory format."""
+        return images.to(self.device, non_blocking=True, memory_format=self.memory_format)
 
     def model_inference(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -367,24 +422,39 @@ class SimpleTrainer(TrainerBase):
         print(f"Evaluate on the *{split}* set")
         self.before_evaluation()
         outputs, targets = [], []
+        bar = tqdm(
+            loader, desc=f"eval {split}", leave=False, dynamic_ncols=True, disable=not self.dist.is_main
+        )
         try:
-            for batch in tqdm(loader, desc=f"eval {split}", leave=False, dynamic_ncols=True):
+            for batch in bar:
                 images, labels = self.parse_batch_test(batch)
-                if self.dist.enabled:  # evaluated once all shards are gathered
-                    outputs.append(self.model_inference(images).float().cpu())
-                    targets.append(labels.cpu())
+                if self.dist.enabled:  # kept on the device; evaluated once all shards are gathered
+                    outputs.append(self.model_inference(images).float())
+                    targets.append(labels)
                 else:
                     self.evaluator.process(self.model_inference(images), labels)
         finally:
             self.after_evaluation()
         if self.dist.enabled:
-            for out, gt in zip(self.dist.gather(torch.cat(outputs)), self.dist.gather(torch.cat(targets))):
-                self.evaluator.process(out, gt)
-        self.last_results = self.evaluator.evaluate()
+            self.last_results = self._evaluate_gathered(outputs, targets)
+        else:
+            self.last_results = self.evaluator.evaluate()
         for k, v in self.last_results.items():
             if isinstance(v, int | float):
                 self.write_scalar(f"{split}/{k}", v, self.epoch)
         return list(self.last_results.values())[0]
+
+    def _evaluate_gathered(self, outputs: list[Tensor], targets: list[Tensor]) -> dict[str, Any]:
+        """Every shard gathered in dataset order (each sample exactly once), scored by rank 0 (which alone
+        prints and writes, e.g. cmat.json); every process gets rank 0's results."""
+        empty = torch.empty(0, device=self.device)
+        out = self.dist.gather_shards(torch.cat(outputs) if outputs else empty)
+        gt = self.dist.gather_shards(torch.cat(targets) if targets else empty.long())
+        results = None
+        if self.dist.is_main:
+            self.evaluator.process(out, gt)
+            results = self.evaluator.evaluate()
+        return self.dist.broadcast_object(results)
 
     def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Test, then write results.json next to log.txt."""

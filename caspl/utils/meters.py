@@ -51,7 +51,25 @@ class MetricMeter:
         for k, v in values.items():
             self.meters[k].update(v)
 
+    def state(self) -> torch.Tensor:
+        """[n_meters, 2] float64 (current, average) on the meters' device, without a host sync; under
+        torchrun the trainer all-reduces it so every printed number is the mean over processes."""
+        rows = []
+        device = None
+        for m in self.meters.values():
+            for v in (m.val, m.sum):
+                if isinstance(v, torch.Tensor):
+                    device = v.device
+        for m in self.meters.values():
+            cur = torch.as_tensor(m.val, dtype=torch.float64, device=device).reshape(())
+            total = torch.as_tensor(m.sum, dtype=torch.float64, device=device).reshape(())
+            rows.append(torch.stack([cur, total / max(m.count, 1)]))
+        return torch.stack(rows) if rows else torch.zeros((0, 2), dtype=torch.float64, device=device)
+
+    def format(self, state: torch.Tensor | None = None) -> str:
+        """`name current (average)` for each meter, from `state()` or an all-reduced copy of it."""
+        values = (self.state() if state is None else state).tolist()
+        return self.delimiter.join(f"{k} {cur:.4f} ({avg:.4f})" for k, (cur, avg) in zip(self.meters, values))
+
     def __str__(self) -> str:
-        return self.delimiter.join(
-            f"{k} {m.current():.4f} ({m.average():.4f})" for k, m in self.meters.items()
-        )
+        return self.format()
