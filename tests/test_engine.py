@@ -88,6 +88,23 @@ def test_resume_after_interruption_matches_uninterrupted(run_train, tmp_path):
     assert not torch.equal(_prompts(full, 1)["text.tokens.0"], a["text.tokens.0"])
 
 
+def test_resume_keeps_the_best_val_model_unless_beaten(run_train, tmp_path):
+    opts = [*OPTS, "TEST.FINAL_MODEL", "best_val"]
+    crashed = tmp_path / "crashed"
+    run_train(crashed, "EngineTestTrainer", *opts)
+    # Crash after epoch 2, with a best model on record that no later epoch can beat.
+    (crashed / "prompt_learner" / "model.pth.tar-3").unlink()
+    (crashed / "prompt_learner" / "checkpoint").write_text("model.pth.tar-2\n")
+    best_path = crashed / "prompt_learner" / "model-best.pth.tar"
+    best = safe_load(best_path)
+    best.update(val_result=101.0, epoch=1)
+    atomic_save(best, best_path)
+    run_train(crashed, "EngineTestTrainer", *opts)
+    kept = safe_load(best_path)
+    assert (kept["epoch"], kept["val_result"]) == (1, 101.0)
+    assert "Best val result so far: 101.0000" in (crashed / "log.txt").read_text()
+
+
 def test_zero_shot_accuracy_equals_direct_computation(run_train, tmp_path, data_root, tiny_clip):
     import clip
 

@@ -131,7 +131,18 @@ class TrainerBase:
             print(f"Loaded {path} (epoch {start_epoch})")
         if rng is not None:
             set_rng_state(rng)
+        self.restore_best_result(folders[0])
         return start_epoch
+
+    def restore_best_result(self, folder: Path) -> None:
+        """The best validation result so far, from model-best.pth.tar: a resumed run then replaces that
+        file only with a better model, as the uninterrupted run would."""
+        best = folder / "model-best.pth.tar"
+        if best.is_file():
+            val = safe_load(best).get("val_result")
+            if val is not None:
+                self.best_result = float(val)
+                print(f"Best val result so far: {self.best_result:.4f} ({best})")
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """Load weights for evaluation: model.pth.tar-<epoch>; without epoch, model-best.pth.tar, else the latest."""
