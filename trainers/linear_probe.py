@@ -119,7 +119,8 @@ class LinearProbeCLIP(TrainerX):
             raise ValueError(
                 f"LinearProbeCLIP searches C on the val split, but dataset {self.cfg.DATASET.NAME} has none"
             )
-        x_val, y_val = self.extract(self.val_loader)
+        # The whole val split (not this process's shard under torchrun): every process picks the same C.
+        x_val, y_val = self.extract(self.dm.val_loader)
         print(f"Features: train {x_train.shape}, val {x_val.shape}")
 
         def score(c: float) -> float:
