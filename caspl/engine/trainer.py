@@ -115,8 +115,8 @@ class TrainerBase:
     def resume_model_if_exist(self, directory: str) -> int:
         """Restore the latest checkpoint under `directory` (models, optimizers, schedulers, RNG); 0 if none."""
         folders = [Path(directory) / n for n in self.get_model_names()]
-        if not all((f / CHECKPOINT_POINTER).is_file() for f in folders):
-            return 0
+        if not folders or not all((f / CHECKPOINT_POINTER).is_file() for f in folders):
+            return 0  # nothing trains (zero-shot) or nothing saved yet
         print(f"Found checkpoint at {directory} (will resume training)")
         start_epoch, rng = 0, None
         for name, folder in zip(self.get_model_names(), folders):
