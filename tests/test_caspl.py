@@ -195,3 +195,252 @@ def test_context_overflow_names_the_class(tiny_clip):
     long_name = " ".join(["word"] * 70)
     with pytest.raises(ValueError, match="word word"):
         PromptedCLIP(tiny_clip, [f"{long_name}."], [8])
+
+
+# ---------------------------------------------------------------------------- configs
+REPO = Path(__file__).resolve().parents[1]
+TRAINER_CFGS = REPO / "configs/trainers"
+CASCADED_METHODS = ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC"]
+
+
+def _merged(path: Path):
+    import trainers  # noqa: F401  (registers every trainer's config node)
+    from caspl.config import get_cfg_default
+
+    cfg = get_cfg_default()
+    cfg.merge_from_file(str(path))  # raises on unknown keys and on type mismatches
+    return cfg
+
+
+def test_caspl_configs_merge_and_keep_the_base_methods_settings():
+    from caspl.config import get_cfg_default
+
+    files = sorted(TRAINER_CFGS.glob("CasPL_*/*.yaml"))
+    assert {p.parent.name for p in files} >= {"CasPL_Boost", *(f"CasPL_{m}" for m in CASCADED_METHODS)}
+    for path in files:
+        cfg = _merged(path)
+        method = path.parent.name.removeprefix("CasPL_")
+        if method == "Boost":
+            continue
+        base_file = TRAINER_CFGS / method / path.name
+        assert base_file.is_file(), f"{path} has no {method} config of the same name"
+        caspl_node = cfg.TRAINER.CASPL
+        assert caspl_node.BOOST_PROMPTS == "", "the sweep scripts set BOOST_PROMPTS per run"
+        assert caspl_node.BOOST_TRAINABLE is False  # phase 2 keeps the boosting prompts frozen
+        if method == "PromptSRC":
+            assert caspl_node.REG_REFERENCE == "boosted"
+        # Everything but TRAINER.CASPL is the base method's file: the two cannot drift apart.
+        cfg.TRAINER.CASPL = get_cfg_default().TRAINER.CASPL
+        assert cfg == _merged(base_file), f"{path} differs from {base_file} outside TRAINER.CASPL"
+
+
+def test_scripts_find_a_config_for_every_cascaded_trainer_and_setting():
+    import subprocess
+
+    trainers_ = [f"CasPL_{m}" for m in CASCADED_METHODS] + ["CasPL_ZS"]
+    script = (
+        'source scripts/common.sh; caspl_setup; config_file CasPL_Boost "$BOOST_CONFIG"; echo; '
+        f"for t in {' '.join(trainers_)}; do for s in b2n xd fewshot; do "
+        'config_file "$t" "$(default_config "$s" "$t")"; echo; done; done'
+    )
+    import os
+
+    env = {"PATH": os.environ["PATH"]}  # none of the caller's sweep settings
+    res = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    paths = res.stdout.split()
+    assert len(paths) == 1 + 3 * len(trainers_)
+    assert paths[0] == "configs/trainers/CasPL_Boost/vit_b16_l14_ep20_4+4ctx.yaml"
+    for path in paths:
+        assert (REPO / path).is_file(), path
+        _merged(REPO / path)
+
+
+def test_default_boost_config_is_what_its_comments_say():
+    from types import SimpleNamespace
+
+    from clip.model import CLIP
+
+    from caspl.bench.shapes import ARCHS
+    from caspl.engine.clip_trainer import count_parameters
+    from trainers.caspl import CasPL_Boost, make_boost_groups
+
+    cfg = _merged(TRAINER_CFGS / "CasPL_Boost/vit_b16_l14_ep20_4+4ctx.yaml")
+    boost = cfg.TRAINER.CASPL.BOOST
+    assert (cfg.MODEL.BACKBONE.NAME, cfg.TRAINER.CASPL.TEACHER.NAME) == ("ViT-B/16", "ViT-L/14")
+    assert (boost.N_CTX_TEXT, boost.N_CTX_VISION) == (4, 4)
+    assert (boost.PROMPT_DEPTH_TEXT, boost.PROMPT_DEPTH_VISION) == (9, 9)
+    assert (cfg.OPTIM.NAME, cfg.OPTIM.LR_SCHEDULER, cfg.OPTIM.MAX_EPOCH) == ("sgd", "cosine", 20)
+    assert (cfg.OPTIM.LR, cfg.DATALOADER.TRAIN_X.BATCH_SIZE) == (0.005, 8)  # PromptKD's
+    assert (boost.TEMPERATURE, boost.KD_WEIGHT, boost.KD_REDUCTION) == (1.0, 1000.0, "numel")
+    assert cfg.INPUT.SIZE == (ARCHS["ViT-B/16"][1],) * 2
+
+    # "numel with KD_WEIGHT w == batchmean with KD_WEIGHT w / n_classes": same loss, same gradients.
+    n_classes = 47
+    torch.manual_seed(0)
+    student = torch.randn(8, n_classes, requires_grad=True)
+    teacher = torch.randn(8, n_classes)
+    other = cfg.clone()
+    other.defrost()
+    other.TRAINER.CASPL.BOOST.KD_REDUCTION = "batchmean"
+    other.TRAINER.CASPL.BOOST.KD_WEIGHT = boost.KD_WEIGHT / n_classes
+    losses, grads = [], []
+    for c in (cfg, other):
+        loss = CasPL_Boost.kd(SimpleNamespace(cfg=c), student, teacher)
+        losses.append(loss.detach())
+        grads.append(torch.autograd.grad(loss, student)[0])
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+    # "The boosting prompts are < 0.1% of the student's parameters" (the paper), at depths CLIP has.
+    with torch.device("meta"):
+        vit_b16 = CLIP(*ARCHS["ViT-B/16"])
+    assert boost.PROMPT_DEPTH_TEXT <= len(vit_b16.transformer.resblocks)
+    assert boost.PROMPT_DEPTH_VISION <= len(vit_b16.visual.transformer.resblocks)
+    no_init = boost.clone()
+    no_init.CTX_INIT = ""  # the meta-device model has no embeddings to initialise from
+    groups = make_boost_groups(vit_b16, no_init)
+    share = count_parameters(groups) / count_parameters(vit_b16)
+    print(f"boosting prompts: {count_parameters(groups):,} parameters, {100 * share:.4f}% of ViT-B/16")
+    assert 0 < share < 1e-3
+
+
+# ---------------------------------------------------------------------------- CasPL_ZS
+def _zs_trainer(data_root, out, boost_file):
+    from tests.test_methods_train import build
+
+    return build(
+        data_root,
+        out,
+        "CasPL_ZS",
+        "TRAINER.CASPL.PREC",
+        "fp32",
+        "TRAINER.CASPL.BOOST_PROMPTS",
+        str(boost_file),
+    )
+
+
+@torch.no_grad()
+def _plain_clip_logits(clip_model, classnames, images):
+    """CLIP's logits for the text CasPL_ZS encodes around its boosting tokens: "<class>."."""
+    import clip
+    import torch.nn.functional as F
+
+    text = F.normalize(
+        clip_model.encode_text(clip.tokenize([f"{c.replace('_', ' ')}." for c in classnames])), dim=-1
+    )
+    return clip_model.logit_scale.exp() * F.normalize(clip_model.encode_image(images), dim=-1) @ text.t()
+
+
+def test_caspl_zs_without_boosting_tokens_is_plain_clip(data_root, tmp_path, tiny_clip):
+    import json
+
+    _empty_boost_file(tmp_path / "empty.pt", tiny_clip)
+    trainer = _zs_trainer(data_root, tmp_path / "zs", tmp_path / "empty.pt")
+    trainer.train()  # nothing trains: evaluates and writes results.json
+    accuracy = json.loads((tmp_path / "zs/results.json").read_text())["metrics"]["accuracy"]
+    correct = total = 0
+    trainer.before_evaluation()
+    with torch.no_grad():
+        for batch in trainer.dm.test_loader:
+            expected = _plain_clip_logits(tiny_clip, trainer.classnames, batch["img"])
+            logits = trainer.model_inference(batch["img"])
+            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+            correct += (expected.argmax(-1) == batch["label"]).sum().item()
+            total += len(batch["label"])
+    assert accuracy == pytest.approx(100.0 * correct / total)
+
+
+def test_caspl_zs_evaluates_the_boosted_clip_of_phase_1(boost_run, data_root, tmp_path, tiny_clip):
+    from trainers.caspl import FrozenTeacher
+
+    out, res = boost_run
+    trainer = _zs_trainer(data_root, tmp_path / "zs", out / "boost_prompts.pt")
+    teacher = FrozenTeacher(build_clip("small-vit"), trainer.classnames, "a photo of a {}.", "Synthetic")
+    trainer.set_model_mode("eval")
+    trainer.before_evaluation()
+    total = count = 0.0
+    with torch.no_grad():
+        for batch in trainer.val_loader:  # phase 1's held-out split
+            logits = trainer.model_inference(batch["img"])
+            plain = _plain_clip_logits(tiny_clip, trainer.classnames, batch["img"])
+            assert not torch.allclose(logits, plain, atol=1e-3), "the boosting prompts changed nothing"
+            total += kd_loss(logits, teacher(batch["img"]), 1.0).item() * len(logits)
+            count += len(logits)
+    # The boosted CLIP that CasPL_ZS scores is the student phase 1 ended with: same KL to the teacher.
+    assert total / count == pytest.approx(res["kd_heldout_after"], rel=1e-4)
+    assert res["kd_heldout_after"] < res["kd_heldout_before"]
+
+
+# ---------------------------------------------------------------------------- phase 2 trainers
+def _method_opts(method: str, boost_dir: Path, *extra: str) -> list[str]:
+    from tests.test_methods_train import COMMON, METHODS
+
+    return [*COMMON, *METHODS[method], "TRAINER.CASPL.BOOST_PROMPTS", str(boost_dir), *extra]
+
+
+def test_reg_reference_picks_promptsrcs_frozen_reference(boost_run, data_root, tmp_path):
+    from tests.test_methods_train import build
+
+    out, _ = boost_run
+    refs = {}
+    for choice in ("boosted", "clip"):
+        opts = _method_opts("PromptSRC", out, "TRAINER.CASPL.REG_REFERENCE", choice)
+        trainer = build(data_root, tmp_path / choice, "CasPL_PromptSRC", *opts)
+        refs[choice] = (trainer.model.reference_text_features, trainer.reference_vision_tokens())
+    plain = build(data_root, tmp_path / "plain", "PromptSRC", *_method_opts("PromptSRC", out))
+    assert not torch.allclose(refs["boosted"][0], refs["clip"][0], atol=1e-4)
+    assert len(refs["boosted"][1]) == 1 and refs["clip"][1] == []  # the image side follows the same choice
+    torch.testing.assert_close(refs["clip"][0], plain.model.reference_text_features, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", CASCADED_METHODS)
+def test_cascaded_method_trains_its_prompts_around_frozen_boosting_prompts(
+    boost_run, data_root, tmp_path, method, capsys
+):
+    from tests.test_methods_train import build, fixed_batch
+
+    out, _ = boost_run
+    saved = safe_load(out / "boost_prompts.pt")
+    opts = _method_opts(method, out, "OPTIM.MAX_EPOCH", "1")
+    trainer = build(data_root, tmp_path, f"CasPL_{method}", *opts)
+    assert f"Cascading boosting prompts from {out}" in capsys.readouterr().out
+    before = {k: v.clone() for k, v in trainer.model.prompt_learner.state_dict().items()}
+    trainer.train()
+    after = trainer.model.prompt_learner.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), f"{method}'s prompts did not train"
+    for tower in ("text", "vision"):
+        for param, tokens in zip(getattr(trainer.model.cascade, tower).tokens, saved[tower], strict=True):
+            assert torch.equal(param.detach(), tokens) and not param.requires_grad
+    assert "cascade" not in trainer.get_model_names() and not (tmp_path / "cascade").exists()
+    # The cascade is wired into the method's forward: moving the boosting tokens moves the logits.
+    images, _ = fixed_batch(trainer)
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        logits = trainer.model(images)
+        for param in trainer.model.cascade.parameters():
+            param.add_(torch.randn_like(param))  # random: LayerNorm ignores a constant shift
+        assert not torch.allclose(trainer.model(images), logits, atol=1e-4)
+
+
+def test_trainable_boosting_prompts_train_and_are_checkpointed(boost_run, data_root, tmp_path):
+    from tests.test_methods_train import build, fixed_batch
+
+    out, _ = boost_run
+    saved = safe_load(out / "boost_prompts.pt")
+    opts = _method_opts("PromptSRC", out, "TRAINER.CASPL.BOOST_TRAINABLE", "True")
+    trainer = build(data_root, tmp_path / "run", "CasPL_PromptSRC", *opts)
+    trainer.train()
+    cascade = trainer.model.cascade.state_dict()
+    assert not torch.equal(cascade["text.tokens.0"], saved["text"][0])
+    assert not torch.equal(cascade["vision.tokens.0"], saved["vision"][0])
+    ckpt = safe_load(tmp_path / "run/cascade/model.pth.tar-2")["state_dict"]
+    assert ckpt.keys() == cascade.keys() and all(torch.equal(ckpt[k], cascade[k]) for k in ckpt)
+    # An evaluation run restores the fine-tuned boosting prompts, not the phase-1 file's.
+    images, _ = fixed_batch(trainer)
+    fresh = build(data_root, tmp_path / "eval", "CasPL_PromptSRC", *opts)
+    fresh.load_model(str(tmp_path / "run"), epoch=2)
+    for model in (trainer, fresh):
+        model.set_model_mode("eval")
+    with torch.no_grad():
+        assert torch.equal(fresh.model(images), trainer.model(images))
