@@ -77,6 +77,23 @@ def test_boost_file_round_trips_and_refuses_other_backbone(boost_run, tiny_clip)
         load_boost_prompts(str(out / "boost_prompts.pt"), build_clip("small-vit"), "small-vit")
 
 
+def test_boost_file_records_the_last_epochs_training_loss(boost_run):
+    import re
+
+    out, res = boost_run
+    meta = safe_load(out / "boost_prompts.pt")["meta"]
+    epochs = meta["epochs"]
+    # The last log line of the last epoch shows the epoch's running mean of the per-batch KD loss.
+    lines = [
+        l for l in (out / "log.txt").read_text().splitlines() if l.startswith(f"epoch [{epochs}/{epochs}]")
+    ]
+    printed_mean = float(re.search(r"loss \S+ \((\S+)\)", lines[-1]).group(1))
+    # Batch-size weighted in the file, unweighted in the log: equal when the batches are (here: 24 x 8),
+    # up to the log's 4 decimals; the epochs before differ by more (their means fall ~5% per epoch).
+    assert meta["final_kd_loss"] == pytest.approx(printed_mean, abs=1e-4)
+    assert meta["final_kd_loss"] > 0 and meta["seed"] == 1 and meta["classes"] == "all"
+
+
 def test_phase1_loader_has_no_labels(data_root, tmp_path):
     from caspl.config import build_arg_parser, setup_cfg
     from caspl.engine import build_trainer
@@ -434,6 +451,10 @@ def test_trainable_boosting_prompts_train_and_are_checkpointed(boost_run, data_r
     cascade = trainer.model.cascade.state_dict()
     assert not torch.equal(cascade["text.tokens.0"], saved["text"][0])
     assert not torch.equal(cascade["vision.tokens.0"], saved["vision"][0])
+    # PromptSRC's reference stays the boosted CLIP of phase 1 on both sides, however the cascade moves.
+    reference = trainer.reference_vision_tokens()[0]
+    assert len(reference) == len(saved["vision"])
+    assert all(torch.equal(r, v) for r, v in zip(reference, saved["vision"]))
     ckpt = safe_load(tmp_path / "run/cascade/model.pth.tar-2")["state_dict"]
     assert ckpt.keys() == cascade.keys() and all(torch.equal(ckpt[k], cascade[k]) for k in ckpt)
     # An evaluation run restores the fine-tuned boosting prompts, not the phase-1 file's.

@@ -319,7 +319,17 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
         with autocast(self.prec, self.device):
             loss = self.kd(self.model(images), teacher_logits)
         self.model_backward_and_update(loss)
+        # The epoch's mean KD loss for boost_prompts.pt, summed on the device (read once per epoch).
+        n = images.shape[0]
+        self._kd_sum = self._kd_sum + loss.detach().float() * n
+        self._kd_count += n
         return {"loss": loss.detach()}
+
+    def run_epoch(self) -> None:
+        self._kd_sum, self._kd_count = torch.zeros((), device=self.device), 0
+        super().run_epoch()
+        total, count = self.dist.sum(float(self._kd_sum), self._kd_count)
+        self.final_kd_loss = total / max(count, 1)
 
     @torch.no_grad()
     def heldout_kd(self, loader: Any) -> float:
@@ -353,6 +363,12 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
             print(f"Held-out KL to the teacher before boosting: {self.kd_before:.4f}")
 
     def after_train(self) -> None:
+        if (
+            not self.cfg.TEST.NO_TEST
+            and self.cfg.TEST.FINAL_MODEL == "best_val"
+            and self.val_loader is not None
+        ):
+            self.load_model(self.output_dir)  # the prompts saved and reported are the ones evaluated
         self.kd_after = self.heldout_kd(self.heldout_loader())
         print(f"Held-out KL to the teacher after boosting: {self.kd_after:.4f}")
         if self.dist.is_main:  # torchrun: one writer
@@ -380,6 +396,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
             "classes": cfg.TRAINER.CASPL.BOOST.CLASSES,
             "seed": cfg.SEED,
             "epochs": self.max_epoch,
+            "final_kd_loss": getattr(self, "final_kd_loss", None),  # last epoch's mean training loss
             "kd_heldout_before": self.kd_before,
             "kd_heldout_after": self.kd_after,
             "version": caspl.__version__,

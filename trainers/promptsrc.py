@@ -171,6 +171,13 @@ class PromptSRC(IVLP):
             self.device,
         )
         model.register_buffer("reference_text_features", features, persistent=False)
+        # The reference's vision tokens, frozen as they are now, like its text side above (they would
+        # otherwise follow the cascade when TRAINER.CASPL.BOOST_TRAINABLE trains it).
+        self.n_reference_vision = 0
+        if reference is not None:
+            for i, tokens in enumerate(reference.vision()):
+                model.register_buffer(f"reference_vision_{i}", tokens.detach().clone(), persistent=False)
+            self.n_reference_vision = len(reference.vision())
         return model
 
     def build_model(self) -> None:
@@ -185,8 +192,9 @@ class PromptSRC(IVLP):
         print(f"GPA weights over {self.max_epoch} epochs: {[round(w, 4) for w in weights]}")
 
     def reference_vision_tokens(self) -> list[Any]:
-        reference = self.reference_cascade()
-        return [reference.vision()] if reference is not None else []
+        if not self.n_reference_vision:
+            return []
+        return [[getattr(self.model, f"reference_vision_{i}") for i in range(self.n_reference_vision)]]
 
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Any], Tensor]:
         model, c = self.model, self.method_cfg
