@@ -244,6 +244,9 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
     """Phase 1: distil a frozen teacher CLIP into boosting prompts on unlabeled images."""
 
     cfg_node = "CASPL"
+    # The current epoch's KD loss sum (a device tensor once a step ran) and image count.
+    _kd_sum: Tensor | float = 0.0
+    _kd_count = 0
 
     def check_cfg(self, cfg: Any) -> None:
         if cfg.TRAINER.CASPL.BOOST.CLASSES not in ("all", "base"):
@@ -326,7 +329,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
         return {"loss": loss.detach()}
 
     def run_epoch(self) -> None:
-        self._kd_sum, self._kd_count = torch.zeros((), device=self.device), 0
+        self._kd_sum, self._kd_count = 0.0, 0
         super().run_epoch()
         total, count = self.dist.sum(float(self._kd_sum), self._kd_count)
         self.final_kd_loss = total / max(count, 1)
