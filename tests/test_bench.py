@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from caspl.bench import main
-from caspl.bench.harness import available_methods, clamp_depths, class_names, load_trainers
+from caspl.bench.harness import available_methods, clamp_depths, class_names, find_config, load_trainers
 from caspl.bench.measure import PeakMemory, measure
 from caspl.bench.shapes import layer_count, random_weights
 from caspl.config import get_cfg_default
@@ -194,3 +194,18 @@ def test_depths_are_clamped_to_the_backbone() -> None:
     assert layer_count("ViT-L/14") == 12  # the text tower is the shallower one
     names = class_names(250)
     assert len(set(names)) == 250
+
+
+def test_a_method_and_its_cascade_measure_the_same_paper_setting(tmp_path: Path) -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs/trainers"
+    assert (
+        find_config("CoOp", configs)
+        == find_config("CasPL_CoOp", configs)
+        == configs / "CoOp/vit_b16_ep50.yaml"
+    )
+    assert find_config("CasPL_Boost", configs).name == "vit_b16_l14_ep20_4+4ctx.yaml"
+    (tmp_path / "Mine").mkdir()
+    (tmp_path / "Mine/demo_tiny.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")
+    assert find_config("Mine", tmp_path) is None  # the demo's tiny settings are never a benchmark setting
+    (tmp_path / "Mine/b.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")
+    assert find_config("CasPL_Mine", tmp_path) == tmp_path / "Mine/b.yaml"

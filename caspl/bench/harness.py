@@ -25,6 +25,7 @@ TRAINER_MODULES = ("coop", "cocoop", "ivlp", "maple", "promptsrc", "caspl")
 BENCH_DATASET = "Caltech101"  # 100 classes in CoOp's split: the "100-class set" of the targets
 # A paper setting per trainer: its published prompt counts and depths decide the cost of a step.
 PREFERRED_CONFIGS = {
+    "Boost": "vit_b16_l14_ep20_4+4ctx.yaml",  # CasPL_Boost
     "CoOp": "vit_b16_ep50.yaml",
     "CoCoOp": "vit_b16_c4_ep10_batch1_ctxv1.yaml",
     "IVLP": "vit_b16_c2_ep5_batch4_2+2ctx.yaml",
@@ -82,11 +83,15 @@ def find_config(name: str, config_dir: Path) -> Path | None:
     """configs/trainers/<name>/<paper setting>.yaml when the repository has it, else the first YAML there;
     CasPL_<X> without its own folder takes X's (same adapting prompts as the plain method)."""
     base = name[len("CasPL_") :] if name.startswith("CasPL_") else name
-    for folder in dict.fromkeys([config_dir / name, config_dir / base]):
+    folders = list(dict.fromkeys([config_dir / name, config_dir / base]))
+    # The paper setting in either folder first, so a method and its CasPL version run the same setting.
+    for folder in folders:
         preferred = folder / PREFERRED_CONFIGS.get(base, "")
         if preferred.is_file():
             return preferred
-        found = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    for folder in folders:
+        # The demo's tiny settings (demo_*.yaml) are not a setting of the real architectures.
+        found = sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("demo_"))
         if found:
             return found[0]
     return None
