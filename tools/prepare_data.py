@@ -1,9 +1,12 @@
 """Check (and where possible fetch) the 15 CoOp-family datasets under a data root; print a status table.
 
     python tools/prepare_data.py --root DATA [--dataset OxfordPets --dataset imagenet ...] [--no-download]
+        [--download-archives [--keep-archives]]
 
-Split files are fetched with gdown from their published Google Drive ids when absent; nothing that exists is
-ever overwritten. Exit status 0 when every checked dataset is ready, 1 otherwise.
+Split files are fetched with gdown from their published Google Drive ids when absent. With
+--download-archives the image archives that have a public URL (ARCHIVES below; tens of GB for some) are
+downloaded too, extracted and moved into the layout the wrappers expect. Nothing that exists is ever
+overwritten. Exit status 0 when every checked dataset is ready, 1 otherwise.
 """
 
 import argparse
@@ -24,6 +27,7 @@ import datasets  # noqa: E402, F401  (registers the datasets)
 from caspl.data import DatasetBase  # noqa: E402
 from caspl.data.coop import CoOpDataset, imagenet_classnames, imagenet_subset_wnids  # noqa: E402
 from caspl.registry import DATASET_REGISTRY  # noqa: E402
+from tools.archives import GDRIVE, Archive, ArchiveError, display_url, install, is_installed  # noqa: E402
 
 # The CoOp-family benchmark order; CLI names accept these or the configs/datasets/<name>.yaml stems.
 DATASETS = (
@@ -43,15 +47,16 @@ SOURCES = {
     "ImageNet": "https://image-net.org (train + val, extracted into images/train and images/val wnid folders)",
     "Caltech101": "https://data.caltech.edu/records/mzrjq-6wc02 (101_ObjectCategories)",
     "OxfordPets": "https://www.robots.ox.ac.uk/~vgg/data/pets/data/{images,annotations}.tar.gz",
-    "StanfordCars": "cars_train.tgz, cars_test.tgz, car_devkit.tgz, cars_test_annos_withlabels.mat "
-    "(Stanford Cars; mirrors exist on Kaggle)",
+    "StanfordCars": "cars_train.tgz, cars_test.tgz, car_devkit.tgz, cars_test_annos_withlabels.mat: the "
+    "ai.stanford.edu URLs are gone, so no download here; get them from a mirror (e.g. Kaggle, login needed)",
     "OxfordFlowers": "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/{102flowers.tgz,imagelabels.mat}",
     "Food101": "https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/ (food-101.tar.gz)",
     "FGVCAircraft": "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz "
     "(keep data/, rename it fgvc_aircraft/)",
     "SUN397": "http://vision.princeton.edu/projects/2010/SUN/SUN397.tar.gz + Partitions.zip",
     "DescribableTextures": "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
-    "EuroSAT": "http://madm.dfki.de/files/sentinel/EuroSAT.zip (RGB, the 2750/ folder)",
+    "EuroSAT": "https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip (its EuroSAT_RGB/ folder is "
+    "eurosat/2750; CoOp's madm.dfki.de URL is dead)",
     "UCF101": "UCF-101-midframes.zip, Google Drive id 10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O",
     "ImageNetV2": "https://huggingface.co/datasets/vaishaal/ImageNetV2 (imagenetv2-matched-frequency.tar.gz)",
     "ImageNetSketch": "https://github.com/HaohanWang/ImageNet-Sketch",
@@ -67,6 +72,166 @@ FULL_COUNTS = {
     "ImageNetR": 30_000,
 }
 MAX_LISTED = 3
+
+# --download-archives: per dataset, the files to fetch and where their contents go (the wrappers' layouts).
+# None of these URLs can be checked from where this table was written; a failed download says so in the
+# table ("the URL may have moved") with the file's final place, so it can be fetched by hand and reused.
+VGG = "https://www.robots.ox.ac.uk/~vgg/data"
+ARCHIVES: dict[str, tuple[Archive, ...]] = {
+    # CoOp DATASETS.md's www.vision.caltech.edu URL is gone; Caltech's data repository record (URL and md5 from
+    # torchvision 0.29 datasets/caltech.py) is a zip holding caltech-101/101_ObjectCategories.tar.gz.
+    "Caltech101": (
+        Archive(
+            ("https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip",),
+            "caltech-101.zip",
+            (("101_ObjectCategories", "caltech-101/101_ObjectCategories"),),
+            inner="caltech-101/101_ObjectCategories.tar.gz",
+            md5="3138e1922a9193bfa496528edbbc45d0",
+        ),
+    ),
+    # CoOp DATASETS.md (OxfordPets); md5s from torchvision datasets/oxford_iiit_pet.py.
+    "OxfordPets": (
+        Archive(
+            (f"{VGG}/pets/data/images.tar.gz",),
+            "images.tar.gz",
+            (("images", "oxford_pets/images"),),
+            md5="5c4f3ee8e5d25df40f4fd59a7f44e54c",
+        ),
+        Archive(
+            (f"{VGG}/pets/data/annotations.tar.gz",),
+            "annotations.tar.gz",
+            (("annotations", "oxford_pets/annotations"),),
+            md5="95a8c909bbe2e81eed6a22bccdf3f68f",
+        ),
+    ),
+    # CoOp DATASETS.md (Flowers102): the tgz holds jpg/; md5s from torchvision datasets/flowers102.py;
+    # cat_to_name.json is the Google Drive file DATASETS.md links.
+    "OxfordFlowers": (
+        Archive(
+            (f"{VGG}/flowers/102/102flowers.tgz",),
+            "102flowers.tgz",
+            (("jpg", "oxford_flowers/jpg"),),
+            md5="52808999861908f626f3c1f4e79d11fa",
+        ),
+        Archive(
+            (f"{VGG}/flowers/102/imagelabels.mat",),
+            "imagelabels.mat",
+            (("imagelabels.mat", "oxford_flowers/imagelabels.mat"),),
+            md5="e0620be6f572b9609742df49c70aed4d",
+        ),
+        Archive(
+            (GDRIVE + "1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0",),
+            "cat_to_name.json",
+            (("cat_to_name.json", "oxford_flowers/cat_to_name.json"),),
+        ),
+    ),
+    # DATASETS.md names the ETH page and food-101.tar.gz (it extracts to food-101/); the file URL and md5 are
+    # torchvision's datasets/food101.py.
+    "Food101": (
+        Archive(
+            ("http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",),
+            "food-101.tar.gz",
+            (("food-101", "food-101"),),
+            provides=("food-101/images", "food-101/meta"),
+            md5="85eeb15f3717b99a5da872d97d918f87",
+        ),
+    ),
+    # CoOp DATASETS.md: keep data/ of the tarball and rename it fgvc_aircraft/ (no md5 published).
+    "FGVCAircraft": (
+        Archive(
+            (f"{VGG}/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",),
+            "fgvc-aircraft-2013b.tar.gz",
+            (("fgvc-aircraft-2013b/data", "fgvc_aircraft"),),
+            provides=("fgvc_aircraft/images", "fgvc_aircraft/variants.txt"),
+        ),
+    ),
+    # CoOp DATASETS.md; md5 from torchvision datasets/sun397.py. Partitions.zip is left out: the split file
+    # replaces it, and its inner layout is not documented there.
+    "SUN397": (
+        Archive(
+            ("http://vision.princeton.edu/projects/2010/SUN/SUN397.tar.gz",),
+            "SUN397.tar.gz",
+            (("SUN397", "sun397/SUN397"),),
+            md5="8ca2778205c41d23104230ba66911c7a",
+        ),
+    ),
+    # CoOp DATASETS.md (extracts to dtd/ with images/, imdb/, labels/); md5 from torchvision datasets/dtd.py.
+    "DescribableTextures": (
+        Archive(
+            (f"{VGG}/dtd/download/dtd-r1.0.1.tar.gz",),
+            "dtd-r1.0.1.tar.gz",
+            (("dtd", "dtd"),),
+            provides=("dtd/images",),
+            md5="fff73e5086ae6bdbea199a49dfb8a4c1",
+        ),
+    ),
+    # DATASETS.md's madm.dfki.de URL is dead; the EuroSAT authors' RGB release is Zenodo record 7711810, whose
+    # top folder EuroSAT_RGB/ is the old 2750/ (no md5 known here).
+    "EuroSAT": (
+        Archive(
+            ("https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip",),
+            "EuroSAT_RGB.zip",
+            (("EuroSAT_RGB", "eurosat/2750"),),
+        ),
+    ),
+    # CoOp DATASETS.md: UCF-101-midframes.zip on Google Drive, extracted to ucf101/UCF-101-midframes.
+    "UCF101": (
+        Archive(
+            (GDRIVE + "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O",),
+            "UCF-101-midframes.zip",
+            (("UCF-101-midframes", "ucf101/UCF-101-midframes"),),
+        ),
+    ),
+    # The modestyachts/ImageNetV2 README moved the test sets to the Hugging Face dataset vaishaal/ImageNetV2;
+    # DATASETS.md's S3 URL is kept as a mirror. Top folder as in DATASETS.md's layout.
+    "ImageNetV2": (
+        Archive(
+            (
+                "https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/"
+                "imagenetv2-matched-frequency.tar.gz",
+                "https://s3-us-west-2.amazonaws.com/imagenetv2public/imagenetv2-matched-frequency.tar.gz",
+            ),
+            "imagenetv2-matched-frequency.tar.gz",
+            (
+                (
+                    "imagenetv2-matched-frequency-format-val",
+                    "imagenetv2/imagenetv2-matched-frequency-format-val",
+                ),
+            ),
+        ),
+    ),
+    # DATASETS.md links HaohanWang/ImageNet-Sketch, whose README gives this Google Drive id (7.8 GB zip); the
+    # zip's top folder sketch/ (wnid folders) becomes imagenet-sketch/images.
+    "ImageNetSketch": (
+        Archive(
+            (GDRIVE + "1Mj0i5HBthqH1p_yeXzsg22gZduvgoNeA",),
+            "ImageNet-Sketch.zip",
+            (("sketch", "imagenet-sketch/images"),),
+        ),
+    ),
+    # DATASETS.md links hendrycks/natural-adv-examples, whose README gives this tarball (imagenet-a/ inside).
+    "ImageNetA": (
+        Archive(
+            ("https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar",),
+            "imagenet-a.tar",
+            (("imagenet-a", "imagenet-adversarial/imagenet-a"),),
+        ),
+    ),
+    # DATASETS.md links hendrycks/imagenet-r, whose README gives this tarball (imagenet-r/ inside).
+    "ImageNetR": (
+        Archive(
+            ("https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar",),
+            "imagenet-r.tar",
+            (("imagenet-r", "imagenet-rendition/imagenet-r"),),
+        ),
+    ),
+}
+NO_ARCHIVE = {
+    "ImageNet": "no download: ImageNet needs a login at image-net.org",
+    "StanfordCars": "no download: the original Stanford URLs are gone and the mirrors need a login",
+}
+RERUN_HINT = "(or rerun with --download-archives)"
+ARCHIVE_DIR = "archives"  # <root>/archives/<dataset folder>/<file>: downloads, and files put there by hand
 
 Downloader = Callable[[str, str], None]  # (google drive file id, output path)
 
@@ -108,6 +273,8 @@ def fetch_new_file(file_id: str, target: str, downloader: Downloader) -> str:
 
 def _missing_report(name: str, path: str, layout: str) -> Report:
     notes = [f"expected {path}", f"layout:\n{layout}", f"get: {SOURCES.get(name, '')}"]
+    if name in ARCHIVES:
+        notes.append(RERUN_HINT)
     return Report(name, "missing", notes=notes)
 
 
@@ -220,6 +387,57 @@ def check_dataset(root: str, name: str, downloader: Downloader | None = None) ->
     return check_wnid_dataset(root, cls)
 
 
+def _listed(paths: list[str], root: str) -> str:
+    rel = [os.path.relpath(p, root) for p in paths]
+    return ", ".join(rel[:MAX_LISTED]) + (
+        f" (+{len(rel) - MAX_LISTED} more)" if len(rel) > MAX_LISTED else ""
+    )
+
+
+def fetch_archives(
+    root: str, name: str, downloader: Downloader | None, keep: bool = False
+) -> tuple[list[str], str]:
+    """Install each archive of `name` that `root` still lacks; returns (notes, failure status or "")."""
+    if name not in ARCHIVES:
+        return [NO_ARCHIVE.get(name, "no public archive known")], ""
+    store = os.path.join(root, ARCHIVE_DIR, DATASET_REGISTRY.get(name).folder)
+    notes: list[str] = []
+    failure = ""
+    for archive in ARCHIVES[name]:
+        if is_installed(archive, root):
+            continue
+        path = os.path.join(store, archive.filename)
+        try:
+            done = install(archive, root, store, downloader, keep)
+        except ArchiveError as e:  # reported in the table; the other archives and datasets go on
+            failure = failure or e.status
+            urls = " or ".join(display_url(u) for u in archive.urls)
+            detail = str(e) if e.status == "download failed" else f"{urls}: {e}"
+            notes.append(f"{e.status}: {archive.filename}: {detail}")
+            if e.status == "extraction failed":  # not the file's fault (e.g. a full disk): it stays
+                notes.append(f"{path} is kept; fix the cause and rerun with --download-archives")
+            else:
+                notes.append(
+                    f"the URL may have moved: get {archive.filename} by hand, save it as {path} "
+                    "and rerun with --download-archives (it is extracted from there)"
+                )
+            continue
+        line = f"installed {archive.filename} from {done.source}"
+        if done.moved:
+            line += f": {_listed(done.moved, root)}"
+        notes.append(line)
+        if done.kept:
+            notes.append(f"kept what existed: {_listed(done.kept, root)}")
+        if keep:
+            notes.append(f"archive kept at {path}")
+    for folder in (store, os.path.dirname(store)):  # no empty archives/<folder>/ left by a failed download
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+    return notes, failure
+
+
 def resolve_names(names: list[str] | None) -> list[str]:
     """CLI names (registry or yaml stems, any case) -> registry names; all 15 when none given."""
     if not names:
@@ -253,14 +471,36 @@ def main(argv: list[str] | None = None, downloader: Downloader | None = gdown_do
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", required=True, help="the folder holding the datasets (DATASET.ROOT)")
     p.add_argument("--dataset", action="append", help="dataset to check (repeatable); default: all 15")
-    p.add_argument("--no-download", action="store_true", help="only verify, never download")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--no-download", action="store_true", help="only verify, never download")
+    mode.add_argument(
+        "--download-archives",
+        action="store_true",
+        help="also download and extract the image archives that have a public URL (tens of GB for some)",
+    )
+    p.add_argument(
+        "--keep-archives", action="store_true", help=f"keep downloaded archives under ROOT/{ARCHIVE_DIR}/"
+    )
     args = p.parse_args(argv)
+    if args.keep_archives and not args.download_archives:
+        p.error("--keep-archives goes with --download-archives")
     root = os.path.abspath(os.path.expanduser(args.root))
-    if not os.path.isdir(root):
+    names = resolve_names(args.dataset)
+    if args.download_archives:
+        os.makedirs(root, exist_ok=True)
+    elif not os.path.isdir(root):
         print(f"--root {root} does not exist: every dataset is reported missing")
-    reports = [
-        check_dataset(root, n, None if args.no_download else downloader) for n in resolve_names(args.dataset)
-    ]
+    fetch = None if args.no_download else downloader
+    reports = []
+    for name in names:
+        notes, failure = (
+            fetch_archives(root, name, fetch, args.keep_archives) if args.download_archives else ([], "")
+        )
+        report = check_dataset(root, name, fetch)
+        if failure and report.status != "ready":
+            report.status = failure
+        report.notes = notes + [n for n in report.notes if not (args.download_archives and n == RERUN_HINT)]
+        reports.append(report)
     print(format_table(reports))
     return 0 if all(r.status == "ready" for r in reports) else 1
 
