@@ -24,7 +24,9 @@ def get_rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # This process's GPU only: reading every device's state would open a CUDA context on each GPU
+        # from every torchrun process.
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -35,5 +37,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # checkpoints of earlier versions: every device's state
+        device = torch.cuda.current_device() if torch.cuda.is_available() else -1
+        cuda = cuda[device] if 0 <= device < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
