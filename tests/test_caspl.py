@@ -94,6 +94,19 @@ def test_boost_file_records_the_last_epochs_training_loss(boost_run):
     assert meta["final_kd_loss"] > 0 and meta["seed"] == 1 and meta["classes"] == "all"
 
 
+def test_teacher_text_features_are_clips_over_any_number_of_classes():
+    import clip
+    import torch.nn.functional as F
+
+    from trainers.caspl import TEXT_CHUNK, FrozenTeacher
+
+    names = [f"thing {i}" for i in range(TEXT_CHUNK + 88)]  # more than one text-tower pass
+    teacher = FrozenTeacher(build_clip("small-vit"), names, "a photo of a {}.", "Synthetic")
+    with torch.no_grad():
+        direct = teacher.clip.encode_text(clip.tokenize([f"a photo of a {n}." for n in names]))
+    torch.testing.assert_close(teacher.text_features, F.normalize(direct.float(), dim=-1))
+
+
 def test_phase1_loader_has_no_labels(data_root, tmp_path):
     from caspl.config import build_arg_parser, setup_cfg
     from caspl.engine import build_trainer

@@ -34,6 +34,7 @@ from trainers.maple import MaPLe
 from trainers.promptsrc import PromptSRC
 
 BOOST_FILE = "boost_prompts.pt"
+TEXT_CHUNK = 512  # class prompts per teacher text-tower pass (bounds memory on 1000-class sets)
 BOOST_FORMAT = 1
 
 
@@ -224,9 +225,11 @@ class FrozenTeacher(torch.nn.Module):
             templates = list(IMAGENET_TEMPLATES)
         else:
             templates = [dataset_template(dataset_name) if template == "dataset" else template]
+        device = self.clip.logit_scale.device  # where the teacher already is: a GPU encodes 1000 classes fast
         feats = []
         for t in templates:
-            f = self.clip.encode_text(clip.tokenize(fill(t, classnames)))
+            tokens = clip.tokenize(fill(t, classnames))
+            f = torch.cat([self.clip.encode_text(c.to(device)) for c in tokens.split(TEXT_CHUNK)])
             feats.append(F.normalize(f.float(), dim=-1))
         return F.normalize(torch.stack(feats).mean(0), dim=-1)  # CLIP's template ensembling
 
@@ -289,7 +292,8 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
         if teacher_cfg.NAME == cfg.MODEL.BACKBONE.NAME and not teacher_cfg.PATH:
             print("Warning: the teacher is the student's own backbone; boosting then has little to distil")
         print(f"Loading teacher CLIP ({teacher_cfg.NAME})")
-        teacher_clip = build_clip(teacher_cfg.NAME, teacher_cfg.PATH)
+        # On the device before its class text features are computed (once, in fp32), then halved on GPU.
+        teacher_clip = build_clip(teacher_cfg.NAME, teacher_cfg.PATH).to(self.device)
         self.teacher = FrozenTeacher(
             teacher_clip, self.boost_classnames, teacher_cfg.TEMPLATE, cfg.DATASET.NAME
         )
