@@ -29,7 +29,7 @@ from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, init_tokens_fro
 from caspl.vlm.templates import dataset_template, fill
 from trainers.cocoop import CoCoOp
 from trainers.coop import CoOp
-from trainers.ivlp import IVLP
+from trainers.ivlp import IVLP, text_width, vision_width
 from trainers.maple import MaPLe
 from trainers.promptsrc import PromptSRC
 
@@ -89,8 +89,6 @@ def kd_loss(
 # ---------------------------------------------------------------------------- boosting prompts
 def make_boost_groups(clip_model: CLIP, boost_cfg: Any) -> CascadeGroups:
     """Fresh boosting prompts in the IVLP format: deep text group (CTX_INIT at layer 0) + deep vision group."""
-    text_width = clip_model.ln_final.weight.shape[0]
-    vision_width = clip_model.visual.conv1.weight.shape[0]
     n_text = boost_cfg.N_CTX_TEXT
     init = None
     if boost_cfg.CTX_INIT and n_text:
@@ -100,17 +98,14 @@ def make_boost_groups(clip_model: CLIP, boost_cfg: Any) -> CascadeGroups:
                 f"TRAINER.CASPL.BOOST.CTX_INIT {boost_cfg.CTX_INIT!r} has {len(words)} tokens but N_CTX_TEXT is {n_text}"
             )
         init = words
-    text = PromptGroup(n_text, text_width, boost_cfg.PROMPT_DEPTH_TEXT, init=init)
-    vision = PromptGroup(boost_cfg.N_CTX_VISION, vision_width, boost_cfg.PROMPT_DEPTH_VISION)
+    text = PromptGroup(n_text, text_width(clip_model), boost_cfg.PROMPT_DEPTH_TEXT, init=init)
+    vision = PromptGroup(boost_cfg.N_CTX_VISION, vision_width(clip_model), boost_cfg.PROMPT_DEPTH_VISION)
     return CascadeGroups(text, vision)
 
 
 def _widths(clip_model: CLIP) -> dict[str, int]:
     """The token widths of both towers: what boosting prompts must match."""
-    return {
-        "text_width": int(clip_model.ln_final.weight.shape[0]),
-        "vision_width": int(clip_model.visual.conv1.weight.shape[0]),
-    }
+    return {"text_width": text_width(clip_model), "vision_width": vision_width(clip_model)}
 
 
 def save_boost_prompts(path: str | Path, groups: CascadeGroups, meta: dict[str, Any]) -> None:
