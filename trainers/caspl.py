@@ -315,8 +315,8 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
             student_logits, teacher_logits, boost.TEMPERATURE, boost.KD_REDUCTION
         )
 
-    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
-        images = batch["img"].to(self.device, non_blocking=True)  # the batch carries no labels
+    def forward_backward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        images = self.to_device_images(batch["img"])  # the batch carries no labels
         teacher_logits = self.teacher(images)
         with autocast(self.prec, self.device):
             loss = self.kd(self.model(images), teacher_logits)
