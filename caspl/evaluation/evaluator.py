@@ -113,7 +113,7 @@ class Classification(EvaluatorBase):
         return mean_acc
 
     def _save_confusion_matrix(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
-        """Row-normalised confusion matrix as JSON (Dassl pickles cmat.pt; we never write pickles)."""
+        """Row-normalised confusion matrix as JSON (Dassl writes a cmat.pt object file instead)."""
         labels = np.union1d(y_true, y_pred)
         # a class that is only ever predicted has an empty row: 0 instead of NaN keeps the file valid JSON
         cmat = np.nan_to_num(confusion_matrix(y_true, y_pred, labels=labels, normalize="true"))
