@@ -104,8 +104,9 @@ def test_depth_one_and_deep_groups_give_different_features(tiny_clip):
     images = torch.randn(2, 3, 32, 32)
     image_encoder = PromptedImageEncoder(tiny_clip)
     with torch.no_grad():
-        assert not torch.allclose(encoder([deep()]), encoder([shallow_tokens]))
-        assert not torch.allclose(image_encoder(images, [deep()]), image_encoder(images, [shallow_tokens]))
+        text_gap = (encoder([deep()]) - encoder([shallow_tokens])).abs().max()
+        image_gap = (image_encoder(images, [deep()]) - image_encoder(images, [shallow_tokens])).abs().max()
+    assert text_gap > 1e-3 and image_gap > 1e-3
 
 
 def test_two_groups_take_consecutive_slots_in_order(tiny_clip):
