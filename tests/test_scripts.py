@@ -335,6 +335,7 @@ TINY_OPTS = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (REPO / "trainers/coop.py").is_file() or not (REPO / "datasets/synthetic.py").is_file(),
     reason="needs the CoOp trainer and the Synthetic dataset",
