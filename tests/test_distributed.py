@@ -284,6 +284,7 @@ def test_torchrun_caspl_boost_matches_one_process(tmp_path, data_root):
 
 
 # ---------------------------------------------------------------------------- TRAIN.COMPILE
+@pytest.mark.slow
 def test_compile_flag_compiles_forward_and_keeps_checkpoints(data_root, tmp_path, monkeypatch):
     """TRAIN.COMPILE compiles the model in place: same state_dict keys, same step as eager.
 
