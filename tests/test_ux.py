@@ -43,7 +43,8 @@ def test_trained_method_eval_only_without_model_dir_says_nothing_is_trained(run_
     [
         ("PromptSRC", "configs/trainers/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml"),
         ("MaPLe", "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"),
-        ("CasPL_Boost", "configs/trainers/CasPL_Boost/vit_b16_l14_ep20_4+4ctx.yaml"),
+        # the published phase-1 config, whatever its name (the ViT-B/16 student, L/14 teacher one)
+        ("CasPL_Boost", str(sorted((REPO / "configs/trainers/CasPL_Boost").glob("vit_b16_l14_*.yaml"))[0])),
     ],
 )
 def test_tiny_backbone_needs_one_correction(run_train, tmp_path, data_root, trainer, config):
