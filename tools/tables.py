@@ -293,13 +293,6 @@ def _trainer(method: str) -> str:
     return method.split(" [")[0]
 
 
-def _mean(values: list[float | None]) -> float | None:
-    """Mean of a complete list; a gap when any value is missing (an average must not hide a hole)."""
-    if not values or any(v is None for v in values):
-        return None
-    return sum(values) / len(values)  # type: ignore[arg-type]
-
-
 def _diff(ours: Cell | float | None, published: float | None) -> float | None:
     if isinstance(ours, Cell):
         ours = ours.mean
@@ -326,9 +319,8 @@ def paper_transfer(method: str, kind: str) -> tuple[dict[str, float], float | No
     per_dataset = table.get(trainer)
     if per_dataset is None and kind == "dg" and trainer == "CasPL_ZS":
         boost = getattr(paper, "BOOST_ZS", {})  # CLIP + boosting prompts, zero-shot (appendix)
-        per_dataset = (
-            boost.get(trainer, boost) if boost and isinstance(next(iter(boost.values())), dict) else boost
-        )
+        by_trainer = bool(boost) and isinstance(next(iter(boost.values())), dict)
+        per_dataset = boost.get(trainer) if by_trainer else boost
     average = averages.get(trainer) if isinstance(averages, dict) else None
     return dict(per_dataset or {}), average
 
