@@ -113,7 +113,7 @@ def backbone_fixes(cfg: Any, clip_model: CLIP) -> list[tuple[str, str]]:
     if hasattr(clip_model.visual, "transformer"):  # a ResNet image tower takes no prompts
         layers["VISION"] = len(clip_model.visual.transformer.resblocks)
     name = cfg.TRAINER.NAME
-    node = TRAINER_REGISTRY.get(name).cfg_node if name in TRAINER_REGISTRY else ""
+    node = getattr(TRAINER_REGISTRY.get(name), "cfg_node", "") if name in TRAINER_REGISTRY else ""
     for key, depth in _depth_options(cfg.TRAINER.get(node), f"TRAINER.{node}") if node else []:
         tower = next((t for t in layers if key.endswith(t)), None)
         limit = layers[tower] if tower else min(layers.values())  # MaPLe's one depth spans both towers
