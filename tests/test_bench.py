@@ -74,6 +74,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     return json.loads(out.read_text()), buf.getvalue()
 
 
+@pytest.mark.slow
 def test_quick_json_has_every_kind_with_positive_numbers(quick_run: tuple[dict, str]) -> None:
     doc, _ = quick_run
     rows = doc["rows"]
@@ -90,6 +91,7 @@ def test_quick_json_has_every_kind_with_positive_numbers(quick_run: tuple[dict, 
     assert doc["meta"]["machine"]["torch"] == torch.__version__
 
 
+@pytest.mark.slow
 def test_training_and_boost_ratios_are_step_over_floor(quick_run: tuple[dict, str]) -> None:
     rows = {r["name"]: r for r in quick_run[0]["rows"]}
     for name in ("BenchProbe", "CasPL_BenchProbe"):
@@ -111,6 +113,7 @@ def test_training_and_boost_ratios_are_step_over_floor(quick_run: tuple[dict, st
     assert boost["backbone"] == "tiny-vit<-small-vit"
 
 
+@pytest.mark.slow
 def test_eval_and_inference_ratios_and_targets(quick_run: tuple[dict, str]) -> None:
     doc = quick_run[0]
     evals = [r for r in doc["rows"] if r["kind"] == "c"]
@@ -128,6 +131,7 @@ def test_eval_and_inference_ratios_and_targets(quick_run: tuple[dict, str]) -> N
         assert t["met"] == (t["value"] >= t["limit"] if t["higher_is_better"] else t["value"] <= t["limit"])
 
 
+@pytest.mark.slow
 def test_table_prints_every_row(quick_run: tuple[dict, str]) -> None:
     doc, printed = quick_run
     assert "| kind" in printed and "x floor" in printed
@@ -136,6 +140,7 @@ def test_table_prints_every_row(quick_run: tuple[dict, str]) -> None:
     assert "target" in printed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", available_methods() or [pytest.param("none", marks=pytest.mark.skip)])
 def test_each_registered_method_and_its_cascade_is_measured(quick_run: tuple[dict, str], method: str) -> None:
     rows = {r["name"]: r for r in quick_run[0]["rows"]}

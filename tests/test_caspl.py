@@ -59,7 +59,7 @@ def test_boosting_lowers_heldout_kl_to_teacher(boost_run):
     out, res = boost_run
     before, after = res["kd_heldout_before"], res["kd_heldout_after"]
     print(f"held-out KL to the teacher: unboosted student {before:.4f} -> boosted {after:.4f}")
-    assert after < before
+    assert after < 0.5 * before  # a clear drop (about tenfold here), not one a float could tip
     log = (out / "log.txt").read_text()
     assert "Unlabeled pool" in log and "Boosting prompts:" in log
 
@@ -208,8 +208,9 @@ def test_frozen_boost_tokens_unchanged_by_phase2(boost_run, tmp_path, data_root)
     out, _ = boost_run
     saved = safe_load(out / "boost_prompts.pt")
     argv = train_argv(
-        data_root, tmp_path / "p2", "CasPL_EngineTestTrainer", *OPTS, "TRAINER.CASPL.BOOST_PROMPTS", str(out)
-    )
+        data_root, tmp_path / "p2", "CasPL_EngineTestTrainer", *OPTS, "TRAINER.CASPL.BOOST_PROMPTS", str(out),
+        "OPTIM.WEIGHT_DECAY", "0.0",  # the adapting prompts below must move by gradients, not by decay alone
+    )  # fmt: skip
     cfg = setup_cfg(build_arg_parser().parse_args(argv))
     trainer = build_trainer(cfg)
     trainer.train()
@@ -432,7 +433,9 @@ def test_cascaded_method_trains_its_prompts_around_frozen_boosting_prompts(
 
     out, _ = boost_run
     saved = safe_load(out / "boost_prompts.pt")
-    opts = _method_opts(method, out, "OPTIM.MAX_EPOCH", "1")
+    # No weight decay: it alone moves every registered parameter, so "the prompts changed" would hold even
+    # with no gradient reaching them.
+    opts = _method_opts(method, out, "OPTIM.MAX_EPOCH", "1", "OPTIM.WEIGHT_DECAY", "0.0")
     trainer = build(data_root, tmp_path, f"CasPL_{method}", *opts)
     assert f"Cascading boosting prompts from {out}" in capsys.readouterr().out
     before = {k: v.clone() for k, v in trainer.model.prompt_learner.state_dict().items()}
@@ -458,7 +461,10 @@ def test_trainable_boosting_prompts_train_and_are_checkpointed(boost_run, data_r
 
     out, _ = boost_run
     saved = safe_load(out / "boost_prompts.pt")
-    opts = _method_opts("PromptSRC", out, "TRAINER.CASPL.BOOST_TRAINABLE", "True")
+    # No weight decay: the cascade must move by its gradients, not by decay alone.
+    opts = _method_opts(
+        "PromptSRC", out, "TRAINER.CASPL.BOOST_TRAINABLE", "True", "OPTIM.WEIGHT_DECAY", "0.0"
+    )
     trainer = build(data_root, tmp_path / "run", "CasPL_PromptSRC", *opts)
     trainer.train()
     cascade = trainer.model.cascade.state_dict()

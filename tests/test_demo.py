@@ -45,6 +45,7 @@ def demo(tmp_path_factory):
     return cwd / "demo_out", res.stdout
 
 
+@pytest.mark.slow
 def test_demo_prints_the_base_to_new_table_of_its_runs(demo):
     out, stdout = demo
     print(stdout[-2500:])
@@ -69,6 +70,7 @@ def test_demo_prints_the_base_to_new_table_of_its_runs(demo):
     assert (out / "base2new_table.md").read_text() in stdout
 
 
+@pytest.mark.slow
 def test_demo_boosts_then_cascades_the_boosting_prompts(demo):
     from caspl.vlm.tiny import TINY_SPECS
 
@@ -90,6 +92,7 @@ def test_demo_boosts_then_cascades_the_boosting_prompts(demo):
         assert re.search(r"\* accuracy: [\d.]+%", log)
 
 
+@pytest.mark.slow
 def test_demo_rerun_skips_every_finished_run(demo):
     out, stdout = demo
     res = _demo(out.parent, OUT=str(out), DATA=str(out.parent / "data"))

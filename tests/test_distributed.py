@@ -131,6 +131,7 @@ def _collectives_worker(rank: int, world: int, store: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_collectives_on_gloo(tmp_path):
     mp.spawn(
         _collectives_worker,
@@ -203,6 +204,7 @@ def ivlp_runs(tmp_path_factory, data_root):
     return outs, stdouts
 
 
+@pytest.mark.slow
 def test_torchrun_matches_one_process(ivlp_runs):
     outs, stdouts = ivlp_runs
     one, two = outs[1], outs[2]
@@ -229,6 +231,7 @@ def test_torchrun_matches_one_process(ivlp_runs):
         assert v1 == pytest.approx(v2, abs=2e-4), (l1, l2)
 
 
+@pytest.mark.slow
 def test_torchrun_only_rank0_writes(ivlp_runs):
     outs, stdouts = ivlp_runs
     files = _files(outs[2])
@@ -241,6 +244,7 @@ def test_torchrun_only_rank0_writes(ivlp_runs):
     assert stdouts[2].count("Setting fixed seed") == 1
 
 
+@pytest.mark.slow
 def test_torchrun_resume_matches_uninterrupted(ivlp_runs, tmp_path, data_root):
     """An interrupted 2-process run resumed under torchrun (every rank loads rank 0's checkpoint)."""
     full = ivlp_runs[0][2]
@@ -257,6 +261,7 @@ def test_torchrun_resume_matches_uninterrupted(ivlp_runs, tmp_path, data_root):
     _assert_state_close(a, b, 1e-6)
 
 
+@pytest.mark.slow
 def test_torchrun_caspl_boost_matches_one_process(tmp_path, data_root):
     """Phase 1 with the frozen teacher replicated per rank: one boost_prompts.pt, equal to one process's."""
     outs = {}
@@ -279,6 +284,7 @@ def test_torchrun_caspl_boost_matches_one_process(tmp_path, data_root):
 
 
 # ---------------------------------------------------------------------------- TRAIN.COMPILE
+@pytest.mark.slow
 def test_compile_flag_compiles_forward_and_keeps_checkpoints(data_root, tmp_path, monkeypatch):
     """TRAIN.COMPILE compiles the model in place: same state_dict keys, same step as eager.
 

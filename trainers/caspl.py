@@ -29,7 +29,7 @@ from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, init_tokens_fro
 from caspl.vlm.templates import dataset_template, fill
 from trainers.cocoop import CoCoOp
 from trainers.coop import CoOp
-from trainers.ivlp import IVLP, text_width, vision_width
+from trainers.ivlp import IVLP, check_input_size, text_width, vision_width
 from trainers.maple import MaPLe
 from trainers.promptsrc import PromptSRC
 
@@ -283,6 +283,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
         self, clip_model: CLIP, classnames: list[str], cascade: CascadeGroups | None
     ) -> PromptedCLIP:
         cfg = self.cfg
+        check_input_size(cfg, clip_model)  # the student's resolution and the boosting depths, in one message
         teacher_cfg = cfg.TRAINER.CASPL.TEACHER
         if teacher_cfg.NAME == cfg.MODEL.BACKBONE.NAME and not teacher_cfg.PATH:
             print("Warning: the teacher is the student's own backbone; boosting then has little to distil")

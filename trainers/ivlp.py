@@ -99,14 +99,59 @@ def describe_context(init: Tensor | None, n_ctx: int, ctx_init: str) -> str:
     return " ".join(["X"] * n_ctx) if init is None else ctx_init.replace("_", " ").strip()
 
 
+def backbone_fixes(cfg: Any, clip_model: CLIP) -> list[tuple[str, str]]:
+    """Every KEY VALUE this run needs to fit `clip_model`: INPUT.SIZE and the trainer's prompt depths.
+
+    The published configs are for ViT-B/16 (224 px, 12 layers); a smaller backbone such as `tiny-vit`
+    (32 px, 4 layers) needs all of them changed, so they are reported together.
+    """
+    native = input_resolution(clip_model)
+    fixes = []
+    if tuple(int(s) for s in cfg.INPUT.SIZE) != (native, native):
+        fixes.append(("INPUT.SIZE", f'"({native}, {native})"'))
+    layers = {"TEXT": len(clip_model.transformer.resblocks)}
+    if hasattr(clip_model.visual, "transformer"):  # a ResNet image tower takes no prompts
+        layers["VISION"] = len(clip_model.visual.transformer.resblocks)
+    name = cfg.TRAINER.NAME
+    node = getattr(TRAINER_REGISTRY.get(name), "cfg_node", "") if name in TRAINER_REGISTRY else ""
+    for key, depth in _depth_options(cfg.TRAINER.get(node), f"TRAINER.{node}") if node else []:
+        tower = next((t for t in layers if key.endswith(t)), None)
+        limit = layers[tower] if tower else min(layers.values())  # MaPLe's one depth spans both towers
+        if depth > limit:
+            fixes.append((key, str(limit)))
+    return fixes
+
+
+def _depth_options(node: Any, prefix: str) -> list[tuple[str, int]]:
+    """(full key, value) of every integer *DEPTH* option under a config node."""
+    found = []
+    for key, value in (node or {}).items():
+        if isinstance(value, CN):
+            found += _depth_options(value, f"{prefix}.{key}")
+        elif "DEPTH" in key and isinstance(value, int) and not isinstance(value, bool):
+            found.append((f"{prefix}.{key}", value))
+    return found
+
+
 def check_input_size(cfg: Any, clip_model: CLIP) -> None:
-    """The CoOp family trains at CLIP's own resolution (the positional embedding is not resized)."""
-    size, native = int(cfg.INPUT.SIZE[0]), input_resolution(clip_model)
-    if size != native:
+    """The CoOp family trains at CLIP's own resolution (the positional embedding is not resized), with no
+    more prompted layers than the towers have: one error lists every option to change."""
+    fixes = backbone_fixes(cfg, clip_model)
+    if fixes:
+        towers = f"{len(clip_model.transformer.resblocks)} text layers, {input_resolution(clip_model)} px"
         raise ValueError(
-            f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match {cfg.MODEL.BACKBONE.NAME}'s input resolution "
-            f"{native}: set INPUT.SIZE ({native}, {native})"
+            f"the config does not fit backbone {cfg.MODEL.BACKBONE.NAME} ({towers}): "
+            f"{', '.join(f'{k} is {cfg_value(cfg, k)}' for k, _ in fixes)}. Append, in one go:\n"
+            f"    {' '.join(f'{k} {v}' for k, v in fixes)}"
         )
+
+
+def cfg_value(cfg: Any, key: str) -> Any:
+    """The value of a dotted config key (for messages)."""
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return tuple(node) if isinstance(node, list | tuple) else node
 
 
 def check_depth(key: str, depth: int, n_layers: int, minimum: int = 0) -> None:

@@ -146,8 +146,16 @@ class TrainerBase:
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """Load weights for evaluation: model.pth.tar-<epoch>; without epoch, model-best.pth.tar, else the latest."""
-        if not directory:
-            raise ValueError("--eval-only needs --model-dir (the output folder of a training run)")
+        if not directory:  # Dassl skips loading without a model dir (CoOp's zero-shot scripts rely on it)
+            if not self.get_model_names():
+                print(
+                    f"{type(self).__name__} has no trained weights: evaluating it as built (no --model-dir)"
+                )
+                return
+            raise ValueError(
+                f"{type(self).__name__} learns {', '.join(self.get_model_names())}: without --model-dir there is "
+                "nothing trained to evaluate. Pass --model-dir <the output folder of its training run>"
+            )
         for name in self.get_model_names():
             folder = Path(directory) / name
             if epoch is not None:

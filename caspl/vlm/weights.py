@@ -55,6 +55,12 @@ CLIP_SOURCES: dict[str, ClipSource] = {
         "timm/resnet50_clip.openai",
         ("rn", 64, 224),
     ),
+    # RN101 has RN50's stem width and resolution (the arch tuple); they differ in depth (layer3: 23 vs 6)
+    "RN101": ClipSource(
+        f"{_OPENAI}/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
+        "timm/resnet101_clip.openai",
+        ("rn", 64, 224),
+    ),
     "ViT-B/32": ClipSource(
         f"{_OPENAI}/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
         "timm/vit_base_patch32_clip_224.openai",
@@ -116,6 +122,17 @@ def hf_cache_dir() -> Path:
 def known_backbones() -> list[str]:
     """Backbone names whose weights can be looked up."""
     return list(CLIP_SOURCES)
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise CLIPWeightsNotFound unless `name` is a known OpenAI CLIP or a built-in tiny model."""
+    from caspl.vlm.tiny import TINY_SPECS  # noqa: PLC0415
+
+    if name not in CLIP_SOURCES and name not in TINY_SPECS:
+        raise CLIPWeightsNotFound(
+            f"unknown CLIP backbone {name!r}. Known: {', '.join(CLIP_SOURCES)}; built-in random tiny "
+            f"models: {', '.join(TINY_SPECS)}; or set MODEL.BACKBONE.PATH to a local OpenAI CLIP file"
+        )
 
 
 # ---------------------------------------------------------------- reading one file
@@ -266,12 +283,10 @@ def load_clip_state_dict(
         _warn_if_other_arch(name, sd, str(path))
         return sd
 
+    check_backbone_name(name)
     if name not in CLIP_SOURCES:
-        from caspl.vlm.tiny import TINY_SPECS  # noqa: PLC0415
-
         raise CLIPWeightsNotFound(
-            f"unknown CLIP backbone {name!r}. Known: {', '.join(CLIP_SOURCES)}; built-in random tiny "
-            f"models: {', '.join(TINY_SPECS)}; or set MODEL.BACKBONE.PATH to a local OpenAI CLIP file"
+            f"{name!r} is a built-in random model: build_clip makes it, no weights to load"
         )
     src = CLIP_SOURCES[name]
     cache_file = clip_cache_dir(cache_dir) / src.file_name
