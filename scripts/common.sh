@@ -71,9 +71,11 @@ caspl_setup() {
             ;;
         *) _die "LAUNCHER must be local or torchrun, got '$LAUNCHER'" ;;
     esac
-    # OPTS / BOOST_OPTS are shell words (quotes respected), e.g. OPTS='INPUT.SIZE "(32, 32)"'.
-    eval "EXTRA_OPTS=($OPTS)"
-    eval "EXTRA_BOOST_OPTS=($BOOST_OPTS)"
+    # OPTS / BOOST_OPTS are words with quotes respected, e.g. OPTS='INPUT.SIZE "(32, 32)"'; never evaluated.
+    split_words OPTS "$OPTS"
+    EXTRA_OPTS=("${SPLIT_WORDS[@]+"${SPLIT_WORDS[@]}"}")
+    split_words BOOST_OPTS "$BOOST_OPTS"
+    EXTRA_BOOST_OPTS=("${SPLIT_WORDS[@]+"${SPLIT_WORDS[@]}"}")
     PLAN_WHAT=()
     PLAN_DIR=()
     PLAN_DONE=()
@@ -89,6 +91,19 @@ caspl_setup() {
         ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) ||
             _die "JOBS > 1 needs bash >= 5.1 (wait -n -p)"
     fi
+}
+
+# Split $2 into the words of SPLIT_WORDS, honouring single / double quotes and backslashes as the shell
+# does, but with no expansion at all: `$(...)`, backticks, `$VAR` and globs stay literal text ($1 names the
+# variable in errors). xargs does the quote handling, so nothing is ever evaluated.
+split_words() {
+    SPLIT_WORDS=()
+    [[ "$2" =~ ^[[:space:]]*$ ]] && return 0
+    [[ "$2" != *$'\n'* ]] || _die "$1 must be on one line ($1='$2')"
+    local out word
+    out="$(printf '%s' "$2" | xargs printf '%s\n' 2>/dev/null)" ||
+        _die "$1 cannot be split into words (a quote without its closing quote?): $1='$2'"
+    while IFS= read -r word; do SPLIT_WORDS+=("$word"); done <<<"$out"
 }
 
 _die() {

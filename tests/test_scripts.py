@@ -24,6 +24,7 @@ TINY = 'MODEL.BACKBONE.NAME tiny-vit INPUT.SIZE "(32, 32)"'
 FAKE_TRAIN = r"""#!/usr/bin/env bash
 # Fake `python train.py ...`: record the call, then leave what a finished run leaves.
 echo "$*" >> "$FAKE_CALLS"
+printf '%q ' "$@" >> "$FAKE_CALLS.argv" && echo >> "$FAKE_CALLS.argv"  # exact words, for shlex.split
 n=$(wc -l < "$FAKE_CALLS")
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -398,3 +399,40 @@ def test_end_to_end_base2new_sweep_on_synthetic_then_tables(tmp_path, data_root)
         out / "base2new/train_base/synthetic/shots_4/CoOp/tiny_coop", parse_test_res.TRAIN_END
     )
     assert abs(means["accuracy"] - sum(acc[("CoOp", "base")]) / 2) <= 0.05
+
+
+@pytest.mark.parametrize("dry_run", ["1", "0"])
+def test_opts_are_split_into_words_never_evaluated(repo, dry_run):
+    marker = repo.parent / "pwned"
+    opts = f"A \"(32, 32)\" B 'x y' C $(touch {marker}) D `touch {marker}` E $HOME"
+    res = sweep(
+        repo, "fewshot.sh", DRY_RUN=dry_run, TRAINER="CoOp", DATASETS="dtd", SEEDS="1", SHOTS="1", OPTS=opts
+    )
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists()  # neither `$(...)` nor backticks ran, in a dry run or a real one
+    argv = (
+        planned(res.stdout)[0][2]
+        if dry_run == "1"
+        else shlex.split((repo.parent / "calls.txt.argv").read_text())
+    )
+    tail = [
+        "A",
+        "(32, 32)",
+        "B",
+        "x y",
+        "C",
+        "$(touch",
+        f"{marker})",
+        "D",
+        "`touch",
+        f"{marker}`",
+        "E",
+        "$HOME",
+    ]
+    assert argv[-len(tail) :] == tail
+
+
+def test_unbalanced_quote_in_opts_is_an_error_naming_it(repo):
+    res = sweep(repo, "fewshot.sh", TRAINER="CoOp", DATASETS="dtd", SEEDS="1", OPTS='INPUT.SIZE "(32, 32)')
+    assert res.returncode == 2 and calls(repo) == []
+    assert "OPTS cannot be split into words" in res.stderr and "INPUT.SIZE" in res.stderr
