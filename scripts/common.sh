@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shared functions of the sweep scripts (base2new.sh, xd.sh, dg.sh, fewshot.sh); sourced, never run.
 #
-# A sweep first *plans* its runs (plan_run: what, output dir, the file whose existence means "done", the
-# train.py arguments), then executes them in order (execute_plan): finished runs are skipped, one
+# A sweep first *plans* its runs (plan_run: what, output dir, the train.py arguments; a run is done when
+# its results.json exists), then executes them in order (execute_plan): finished runs are skipped, one
 # progress line is printed per run, the first failing run stops the sweep with its log path, and
 # DRY_RUN=1 prints the commands instead of running them.
 
@@ -223,9 +223,12 @@ train_args() {
 }
 
 # Add one run to the plan; it starts only after run number $AFTER (an index, -1: none) has finished.
-# Usage: plan_run <what> <output dir> <done file> <train.py args...>; sets LAST_INDEX.
+# A run is finished when <output dir>/results.json exists (train.py writes it last): one definition for
+# every kind of run, phase-1 boosting included (its boost_prompts.pt alone is not "finished"). The third
+# argument is not used (callers pass the file their run produces; kept so their calls stay as they are).
+# Usage: plan_run <what> <output dir> <unused> <train.py args...>; sets LAST_INDEX.
 plan_run() {
-    local what="$1" dir="$2" done_file="$3"
+    local what="$1" dir="$2" done_file="$2/results.json"
     shift 3
     local cmd word
     cmd="$(_quote "$PYTHON")"

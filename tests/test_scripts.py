@@ -250,7 +250,21 @@ def test_boosting_run_is_shared_by_cascaded_trainers(repo):
     assert res.returncode == 0, res.stderr
     new_calls = calls(repo)[n:]
     assert len(new_calls) == 2 and not any("CasPL_Boost" in c for c in new_calls)
-    assert re.search(r"\[1/3\] boost dtd seed1: done already .*boost_prompts.pt", res.stdout)
+    assert re.search(r"\[1/3\] boost dtd seed1: done already .*/seed1/results.json", res.stdout)
+
+
+def test_boosting_run_without_results_json_is_not_finished(repo):
+    """A boosting run killed after writing boost_prompts.pt, before results.json, is run again."""
+    boost_dir = repo.parent / f"out/boost/dtd/{BOOST_CFG}/seed1"
+    boost_dir.mkdir(parents=True)
+    (boost_dir / "boost_prompts.pt").write_text("tensors")
+    res = sweep(repo, "base2new.sh", DATASETS="dtd", SEEDS="1")
+    assert res.returncode == 0, res.stderr
+    assert "done already" not in res.stdout
+    assert [c.split("--trainer ")[1].split()[0] for c in calls(repo)] == ["CasPL_Boost"] + [
+        "CasPL_PromptSRC"
+    ] * 2
+    assert (boost_dir / "results.json").is_file()
 
 
 def test_parallel_jobs_one_gpu_each_after_what_they_need(repo):
