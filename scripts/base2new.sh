@@ -10,6 +10,8 @@
 #   3. evaluation of that model on the new test classes at
 #      $OUT/base2new/test_new/<dataset>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>.
 # A run whose results.json exists is skipped, so a sweep re-run after a crash redoes nothing finished.
+# Ctrl-C (or SIGTERM / SIGHUP to the sweep): the runs under way get SIGTERM and the sweep waits for them
+# to end (a second Ctrl-C kills them); the next sweep redoes those runs, resuming from their last epoch.
 #
 # Usage: [VAR=value ...] bash scripts/base2new.sh [--help]
 # Environment:

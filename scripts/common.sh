@@ -297,6 +297,73 @@ _report_failure() {
     if [ "$rc" -eq 0 ]; then echo "it exited 0 but did not write ${PLAN_DONE[$i]}" >&2; fi
 }
 
+# Runs under way (their pids) and the signal that asked the sweep to stop (empty while none did).
+RUNNING_PIDS=()
+STOP_SIGNAL=""
+
+# Start run $1 in the background with the GPUs $2 ("": unchanged): its process replaces the subshell
+# (exec), so RUN_PID is the run itself (python or torchrun) and a signal sent to it reaches it.
+_start_run() {
+    local i="$1" cmd="exec ${PLAN_CMD[$1]}" dir="${PLAN_DIR[$1]}"
+    if [ -n "$2" ]; then cmd="CUDA_VISIBLE_DEVICES=$(_quote "$2") $cmd"; fi
+    mkdir -p "$dir"
+    # train.py writes log.txt itself; console.txt also catches what happens before its logger starts.
+    if [ "$VERBOSE" = "1" ]; then
+        (eval "$cmd") > >(tee "$dir/console.txt") 2>&1 &
+    else
+        (eval "$cmd") >"$dir/console.txt" 2>&1 &
+    fi
+    RUN_PID=$!
+    RUNNING_PIDS+=("$RUN_PID")
+}
+
+_forget_pid() {
+    local pid kept=()
+    for pid in "${RUNNING_PIDS[@]+"${RUNNING_PIDS[@]}"}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+    RUNNING_PIDS=("${kept[@]+"${kept[@]}"}")
+}
+
+# Wait for run process $1 to end, also when a signal interrupts the wait; its exit status in RUN_RC.
+_wait_run() {
+    while :; do
+        if wait "$1"; then RUN_RC=0; else RUN_RC=$?; fi
+        kill -0 "$1" 2>/dev/null || break # ended (a signal only interrupted the wait otherwise)
+    done
+    _forget_pid "$1"
+}
+
+# SIGINT (Ctrl-C), SIGTERM, SIGHUP: forward SIGTERM to the runs under way (torchrun stops its workers on
+# SIGTERM) and let the loops wait for them; a second signal kills them (SIGKILL). With no run under way
+# the sweep stops at once.
+_on_signal() {
+    if [ "${#RUNNING_PIDS[@]}" -eq 0 ]; then
+        STOP_SIGNAL="$1"
+        _stopped_exit
+    fi
+    if [ -n "$STOP_SIGNAL" ]; then
+        echo "SIG$1 again: killing the run(s) under way (SIGKILL)" >&2
+        kill -KILL "${RUNNING_PIDS[@]}" 2>/dev/null || true
+        return 0
+    fi
+    STOP_SIGNAL="$1"
+    echo >&2
+    echo "SIG$1: stopping the ${#RUNNING_PIDS[@]} run(s) under way (SIGTERM sent) and waiting for them" \
+        "to end (another Ctrl-C kills them); nothing new starts" >&2
+    kill -TERM "${RUNNING_PIDS[@]}" 2>/dev/null || true
+}
+
+_stopped_exit() {
+    echo "sweep stopped by SIG$STOP_SIGNAL: the runs without results.json are redone by the next sweep" \
+        "(resuming from their last saved epoch)" >&2
+    case "$STOP_SIGNAL" in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+}
+
+_trap_signals() {
+    trap '_on_signal INT' INT
+    trap '_on_signal TERM' TERM
+    trap '_on_signal HUP' HUP
+}
+
 # Run (or print) every planned run in order; skip the finished ones; stop at the first failure.
 execute_plan() {
     check_files
@@ -304,6 +371,7 @@ execute_plan() {
         execute_parallel
         return
     fi
+    _trap_signals
     local n="${#PLAN_CMD[@]}" start=$SECONDS i
     echo "== $SWEEP_NAME: $n runs (trainer $TRAINER, output $OUT)"
     for i in "${!PLAN_CMD[@]}"; do
@@ -318,19 +386,18 @@ execute_plan() {
             echo
             continue
         fi
-        mkdir -p "$dir"
         printf '[%d/%d] %s -> %s ... ' "$k" "$n" "$what" "$dir"
-        local t0=$SECONDS rc=0
-        # train.py writes log.txt itself; console.txt also catches what happens before its logger starts.
-        if [ "$VERBOSE" = "1" ]; then
-            echo
-            (eval "$(_with_gpu "$GPU" "${PLAN_CMD[$i]}")") 2>&1 | tee "$dir/console.txt" || rc=$?
-        else
-            (eval "$(_with_gpu "$GPU" "${PLAN_CMD[$i]}")") >"$dir/console.txt" 2>&1 || rc=$?
+        if [ "$VERBOSE" = "1" ]; then echo; fi
+        local t0=$SECONDS
+        _start_run "$i" "$GPU"
+        _wait_run "$RUN_PID"
+        if [ -n "$STOP_SIGNAL" ]; then
+            echo "stopped (exit $RUN_RC)"
+            _stopped_exit
         fi
-        if [ "$rc" -ne 0 ] || [ ! -f "$done_file" ]; then
-            echo "FAILED (exit $rc)"
-            _report_failure "$i" "$rc"
+        if [ "$RUN_RC" -ne 0 ] || [ ! -f "$done_file" ]; then
+            echo "FAILED (exit $RUN_RC)"
+            _report_failure "$i" "$RUN_RC"
             exit 1
         fi
         echo "ok in $(_hms $((SECONDS - t0))) | elapsed $(_hms $((SECONDS - start)))"
@@ -354,10 +421,11 @@ execute_parallel() {
     local -A pid_run pid_slot
     local free=("${!slots[@]}") failed=-1 failed_rc=0 running=0
     for i in "${!PLAN_CMD[@]}"; do state[i]=pending; done
+    _trap_signals
     echo "== $SWEEP_NAME: $n runs, $JOBS at a time (trainer $TRAINER, output $OUT)"
     while :; do
         for i in "${!PLAN_CMD[@]}"; do
-            [ "$failed" -ge 0 ] && break
+            [ "$failed" -ge 0 ] || [ -n "$STOP_SIGNAL" ] && break
             [ "${state[i]}" = pending ] || continue
             local dep="${PLAN_AFTER[i]}"
             if [ "$dep" -ge 0 ] && [ "${state[dep]}" != ok ] && [ "${state[dep]}" != skipped ]; then continue; fi
@@ -369,26 +437,30 @@ execute_parallel() {
             [ "${#free[@]}" -gt 0 ] || break
             local slot="${free[0]}"
             free=("${free[@]:1}")
-            mkdir -p "${PLAN_DIR[i]}"
-            (eval "$(_with_gpu "${slots[slot]}" "${PLAN_CMD[i]}")") >"${PLAN_DIR[i]}/console.txt" 2>&1 &
-            pid_run[$!]=$i
-            pid_slot[$!]=$slot
+            _start_run "$i" "${slots[slot]}"
+            pid_run[$RUN_PID]=$i
+            pid_slot[$RUN_PID]=$slot
             state[i]=running
             run_start[i]=$SECONDS
             running=$((running + 1))
         done
         [ "$running" -gt 0 ] || break
-        local pid rc=0
+        local pid="" rc=0
         wait -n -p pid || rc=$?
+        [ -n "${pid:-}" ] || continue # a signal interrupted the wait: the trap forwarded it
         i="${pid_run[$pid]}"
         local done_slot="${pid_slot[$pid]}" where=""
         free+=("$done_slot")
         unset "pid_run[$pid]" "pid_slot[$pid]"
+        _forget_pid "$pid"
         running=$((running - 1))
         if [ -n "${slots[done_slot]}" ]; then where=" on GPU ${slots[done_slot]}"; fi
         if [ "$rc" -eq 0 ] && [ -f "${PLAN_DONE[i]}" ]; then
             state[i]=ok
             echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: ok in $(_hms $((SECONDS - run_start[i]))) | elapsed $(_hms $((SECONDS - start)))"
+        elif [ -n "$STOP_SIGNAL" ]; then
+            state[i]=stopped
+            echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: stopped (exit $rc)"
         else
             state[i]=failed
             echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: FAILED (exit $rc)"
@@ -399,6 +471,7 @@ execute_parallel() {
             fi
         fi
     done
+    if [ -n "$STOP_SIGNAL" ]; then _stopped_exit; fi
     if [ "$failed" -ge 0 ]; then
         _report_failure "$failed" "$failed_rc"
         exit 1

@@ -8,6 +8,8 @@
 #   2. for each shot count K: training on all classes with K shots (the run ends with the evaluation on the
 #      test split) at $OUT/fewshot/<dataset>/shots_<K>/<TRAINER>/<CONFIG>/seed<S>.
 # A run whose results.json exists is skipped, so a sweep re-run after a crash redoes nothing finished.
+# Ctrl-C (or SIGTERM / SIGHUP to the sweep): the runs under way get SIGTERM and the sweep waits for them
+# to end (a second Ctrl-C kills them); the next sweep redoes those runs, resuming from their last epoch.
 #
 # Usage: [VAR=value ...] bash scripts/fewshot.sh [--help]
 # Environment:

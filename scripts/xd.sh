@@ -8,6 +8,8 @@
 #      $OUT/xd/train/<source>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S> (xd.sh and dg.sh share it);
 #   3. evaluation of that model on each target at $OUT/xd/test/<target>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>.
 # A run whose results.json exists is skipped, so a sweep re-run after a crash redoes nothing finished.
+# Ctrl-C (or SIGTERM / SIGHUP to the sweep): the runs under way get SIGTERM and the sweep waits for them
+# to end (a second Ctrl-C kills them); the next sweep redoes those runs, resuming from their last epoch.
 #
 # Usage: [VAR=value ...] bash scripts/xd.sh [--help]
 # Environment:

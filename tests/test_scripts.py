@@ -47,7 +47,13 @@ if [ "${FAKE_KILL_AT:-0}" = "$n" ]; then kill -9 0; fi  # the whole sweep dies m
 if [ "${FAKE_FAIL_AT:-0}" = "$n" ]; then echo "Traceback: boom"; exit 3; fi
 if [ -n "${FAKE_FAIL_MATCH:-}" ] && [[ "$out" == *"$FAKE_FAIL_MATCH"* ]]; then echo "boom"; exit 3; fi
 echo "start $out" >> "$FAKE_CALLS.events"
-sleep "${FAKE_SLEEP:-0}"
+echo "$$" >> "$FAKE_CALLS.pids"
+# Like torchrun with its workers: a child process, stopped with the run when the run gets SIGTERM.
+sleep "${FAKE_SLEEP:-0}" &
+child=$!
+echo "$child" >> "$FAKE_CALLS.pids"
+trap 'kill $child; wait $child; exit 143' TERM
+wait $child
 if [ "$trainer" = CasPL_Boost ]; then echo tensors > "$out/boost_prompts.pt"; fi
 echo '{"metrics": {"accuracy": 50.0}}' > "$out/results.json"
 echo "end $out" >> "$FAKE_CALLS.events"
@@ -450,3 +456,41 @@ def test_unbalanced_quote_in_opts_is_an_error_naming_it(repo):
     res = sweep(repo, "fewshot.sh", TRAINER="CoOp", DATASETS="dtd", SEEDS="1", OPTS='INPUT.SIZE "(32, 32)')
     assert res.returncode == 2 and calls(repo) == []
     assert "OPTS cannot be split into words" in res.stderr and "INPUT.SIZE" in res.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+@pytest.mark.parametrize(("sig", "jobs", "rc"), [(signal.SIGTERM, "1", 143), (signal.SIGINT, "2", 130)])
+def test_signal_to_the_sweep_stops_its_runs_and_waits_for_them(repo, sig, jobs, rc):
+    """`kill <sweep pid>` or Ctrl-C (SIGINT to the sweep's bash only): no run is left behind."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GPU", "OPTS", "CONFIG", "DATASETS", "SEEDS")}
+    env.update(
+        PYTHON=str(repo.parent / "fake_python"), FAKE_CALLS=str(repo.parent / "calls.txt"),
+        OUT=str(repo.parent / "out"), DATA=str(repo.parent / "data"), DATASETS="dtd eurosat", SEEDS="1",
+        JOBS=jobs, FAKE_SLEEP="60",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        ["bash", "scripts/base2new.sh"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    pids_file = repo.parent / "calls.txt.pids"
+    deadline = time.monotonic() + 30
+    while len(pids_file.read_text().split()) < 2 * int(jobs) if pids_file.exists() else True:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == rc, out + err
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert len(pids) == 2 * int(jobs) and not any(_alive(p) for p in pids)  # runs and their children
+    assert f"SIG{sig.name[3:]}: stopping the {jobs} run(s) under way" in err
+    assert "redone by the next sweep" in err
+    assert not list((repo.parent / "out").rglob("results.json"))
