@@ -69,7 +69,22 @@ caspl_setup() {
             NPROC="${NPROC:-$n}"
             LAUNCH_PREFIX=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
             ;;
-        *) _die "LAUNCHER must be local or torchrun, got '$LAUNCHER'" ;;
+        slurm)
+            # Each run is one Slurm job, with SLURM_GPUS_PER_JOB GPUs (torchrun inside the job when > 1).
+            SLURM_GPUS_PER_JOB="${SLURM_GPUS_PER_JOB:-1}"
+            [[ "$SLURM_GPUS_PER_JOB" =~ ^[0-9]+$ ]] ||
+                _die "SLURM_GPUS_PER_JOB must be a number of GPUs (0: CPU jobs), got '$SLURM_GPUS_PER_JOB'"
+            [ -z "$GPU" ] || _die "GPU is for local runs; with LAUNCHER=slurm Slurm gives each job its GPUs" \
+                "(SLURM_GPUS_PER_JOB)"
+            NPROC="${NPROC:-$SLURM_GPUS_PER_JOB}"
+            LAUNCH_PREFIX=()
+            if [ "$NPROC" -gt 1 ]; then
+                LAUNCH_PREFIX=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
+            fi
+            split_words SLURM_EXTRA "${SLURM_EXTRA:-}"
+            SBATCH_EXTRA=("${SPLIT_WORDS[@]+"${SPLIT_WORDS[@]}"}")
+            ;;
+        *) _die "LAUNCHER must be local, torchrun or slurm, got '$LAUNCHER'" ;;
     esac
     # OPTS / BOOST_OPTS are words with quotes respected, e.g. OPTS='INPUT.SIZE "(32, 32)"'; never evaluated.
     split_words OPTS "$OPTS"
@@ -364,9 +379,26 @@ _trap_signals() {
     trap '_on_signal HUP' HUP
 }
 
+# The plan for tools/sweep_status.py (CASPL_PLAN_TSV=1): one line per run, "<what> TAB <absolute output
+# folder> TAB <index of the run it needs, -1: none>"; nothing is run or checked.
+_print_plan_tsv() {
+    local i
+    for i in "${!PLAN_CMD[@]}"; do
+        printf '%s\t%s\t%s\n' "${PLAN_WHAT[$i]}" "$(_job_dir "${PLAN_DIR[$i]}")" "${PLAN_AFTER[$i]}"
+    done
+}
+
 # Run (or print) every planned run in order; skip the finished ones; stop at the first failure.
 execute_plan() {
+    if [ "${CASPL_PLAN_TSV:-0}" = "1" ]; then
+        _print_plan_tsv
+        return
+    fi
     check_files
+    if [ "$LAUNCHER" = slurm ]; then
+        execute_slurm
+        return
+    fi
     if [ "$JOBS" -gt 1 ] && [ "$DRY_RUN" != "1" ]; then
         execute_parallel
         return
@@ -477,6 +509,118 @@ execute_parallel() {
         exit 1
     fi
     echo "== $SWEEP_NAME: finished in $(_hms $((SECONDS - start)))"
+}
+
+# The sweep's Slurm jobs that are queued or running, by output folder (each job's comment is its run's
+# output folder): LIVE_JOB[<dir>]="<job id> <state>". Asked from squeue once per submission.
+_slurm_live_jobs() {
+    declare -gA LIVE_JOB=()
+    local out id state comment
+    if ! out="$(squeue -h -u "$(id -un)" -o '%i|%T|%k' 2>&1)"; then
+        local why="squeue failed, so the jobs already queued are not known (is Slurm reachable from here?)"
+        [ "$DRY_RUN" = "1" ] || _die "$why: $out"
+        echo "note: $why; the dry run assumes none" >&2
+        return 0
+    fi
+    while IFS='|' read -r id state comment; do
+        if [ -n "$comment" ]; then LIVE_JOB["$comment"]="$id $state"; fi
+    done <<<"$out"
+}
+
+# The absolute form of run folder $1 (relative ones are under the repository root, where the sweep runs):
+# the job's comment, which tells a resubmission and tools/sweep_status.py which folder a job is for.
+_job_dir() {
+    case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$CASPL_ROOT" "${1#./}" ;; esac
+}
+
+# The sbatch script of run $1: Slurm options, then the run, which first checks that it is not finished.
+_sbatch_script() {
+    local i="$1" dir
+    dir="$(_job_dir "${PLAN_DIR[$1]}")"
+    echo "#!/bin/bash"
+    echo "#SBATCH --job-name=caspl-$SWEEP_NAME"
+    echo "#SBATCH --comment=$(_quote "$dir")"
+    echo "#SBATCH --output=$(_quote "$dir/console.txt")"
+    echo "#SBATCH --nodes=1"
+    echo "#SBATCH --ntasks=1"
+    echo "#SBATCH --kill-on-invalid-dep=yes"
+    if [ -n "${SLURM_PARTITION:-}" ]; then echo "#SBATCH --partition=$(_quote "$SLURM_PARTITION")"; fi
+    if [ -n "${SLURM_ACCOUNT:-}" ]; then echo "#SBATCH --account=$(_quote "$SLURM_ACCOUNT")"; fi
+    if [ -n "${SLURM_TIME:-}" ]; then echo "#SBATCH --time=$(_quote "$SLURM_TIME")"; fi
+    if [ "$SLURM_GPUS_PER_JOB" -gt 0 ]; then echo "#SBATCH --gres=gpu:$SLURM_GPUS_PER_JOB"; fi
+    echo "# ${PLAN_WHAT[$i]}: run $((i + 1))/${#PLAN_CMD[@]} of scripts/$SWEEP_NAME.sh"
+    echo "set -eu"
+    echo "cd $(_quote "$CASPL_ROOT")"
+    echo 'echo "== Slurm job $SLURM_JOB_ID on $(hostname) started $(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"'
+    echo "if [ -f $(_quote "${PLAN_DONE[$i]}") ]; then echo 'finished already: nothing to do'; exit 0; fi"
+    echo "exec ${PLAN_CMD[$i]}"
+}
+
+# Submit every unfinished planned run as one Slurm job (DRY_RUN=1: print the sbatch commands and scripts).
+# A run waits for the run it needs (AFTER) with --dependency=afterok, unless that one is finished; a run
+# whose folder already has a queued or running job of the sweep is not submitted again (that job is
+# waited for instead); a job whose dependency failed is cancelled by Slurm (--kill-on-invalid-dep).
+execute_slurm() {
+    local n="${#PLAN_CMD[@]}" i submitted=0 live=0 finished=0
+    local -a job # per run: its job id ("" for a finished run)
+    if [ "$DRY_RUN" != "1" ]; then
+        command -v sbatch >/dev/null && command -v squeue >/dev/null ||
+            _die "LAUNCHER=slurm needs sbatch and squeue on PATH (submit from the cluster's login node)"
+    fi
+    declare -gA LIVE_JOB=()
+    if command -v squeue >/dev/null; then _slurm_live_jobs; fi
+    echo "== $SWEEP_NAME: $n runs as Slurm jobs (trainer $TRAINER, output $OUT)"
+    for i in "${!PLAN_CMD[@]}"; do
+        local k=$((i + 1)) what="${PLAN_WHAT[$i]}" dir="${PLAN_DIR[$i]}" dep="${PLAN_AFTER[$i]}"
+        job[i]=""
+        if [ -f "${PLAN_DONE[$i]}" ]; then
+            echo "[$k/$n] $what: done already (${PLAN_DONE[$i]}), skipped"
+            finished=$((finished + 1))
+            continue
+        fi
+        local key
+        key="$(_job_dir "$dir")"
+        if [ -n "${LIVE_JOB[$key]:-}" ]; then
+            local id_state=(${LIVE_JOB[$key]})
+            job[i]="${id_state[0]}"
+            echo "[$k/$n] $what: $(tr 'A-Z' 'a-z' <<<"${id_state[1]}") already as job ${id_state[0]}, not submitted again"
+            live=$((live + 1))
+            continue
+        fi
+        local args=(--parsable) after=""
+        if [ "$dep" -ge 0 ] && [ -n "${job[dep]}" ]; then
+            after="${job[dep]}"
+            args+=("--dependency=afterok:$after")
+        fi
+        args+=("${SBATCH_EXTRA[@]+"${SBATCH_EXTRA[@]}"}")
+        if [ "$DRY_RUN" = "1" ]; then
+            job[i]="\$JOB_$k"
+            echo "[$k/$n] $what -> $dir"
+            local word line="JOB_$k=\$(sbatch"
+            for word in "${args[@]}"; do
+                case "$word" in --dependency=*) line+=" $word" ;; *) line+=" $(_quote "$word")" ;; esac
+            done
+            echo "$line <<'EOF'"
+            _sbatch_script "$i"
+            echo "EOF"
+            echo ")"
+            continue
+        fi
+        mkdir -p "$dir"
+        _sbatch_script "$i" >"$dir/job.sbatch"
+        local reply
+        reply="$(sbatch "${args[@]}" "$dir/job.sbatch" 2>&1)" ||
+            _die "sbatch refused run $k/$n ($what): $reply (the jobs submitted before it stay queued)"
+        job[i]="${reply%%;*}"
+        echo "[$k/$n] $what -> $dir: submitted as job ${job[i]}${after:+ (after job $after)}"
+        submitted=$((submitted + 1))
+    done
+    if [ "$DRY_RUN" = "1" ]; then
+        echo "== $SWEEP_NAME: dry run, nothing submitted ($finished done, $live queued or running already)"
+        return
+    fi
+    echo "== $SWEEP_NAME: $submitted jobs submitted, $live queued or running already, $finished done;" \
+        "progress: python tools/sweep_status.py $OUT --sweep $SWEEP_NAME (with this sweep's settings)"
 }
 
 # Cross-dataset / domain-generalization sweep: train once per seed on $SOURCE (all classes, $SHOTS shots)

@@ -494,3 +494,59 @@ def test_signal_to_the_sweep_stops_its_runs_and_waits_for_them(repo, sig, jobs, 
     assert f"SIG{sig.name[3:]}: stopping the {jobs} run(s) under way" in err
     assert "redone by the next sweep" in err
     assert not list((repo.parent / "out").rglob("results.json"))
+
+
+def sbatch_jobs(stdout: str) -> list[tuple[str, list[str], str]]:
+    """(what, sbatch command line, job script) of each job a DRY_RUN=1 LAUNCHER=slurm sweep prints."""
+    jobs = re.findall(
+        r"^\[\d+/\d+\] ([^\n]+) -> \S+\n(JOB_\d+=\$\(sbatch [^\n]*) <<'EOF'\n(.*?)\nEOF\n\)$",
+        stdout,
+        re.M | re.S,
+    )
+    return [(what, shlex.split(line, posix=False), script) for what, line, script in jobs]
+
+
+def test_slurm_dry_run_prints_one_sbatch_script_per_run_with_its_dependency(repo, tmp_path):
+    env = {
+        "DRY_RUN": "1", "LAUNCHER": "slurm", "DATASETS": "dtd", "SEEDS": "1", "SLURM_PARTITION": "gpu",
+        "SLURM_ACCOUNT": "lab", "SLURM_TIME": "4:00:00", "SLURM_GPUS_PER_JOB": "2",
+        "SLURM_EXTRA": "--cpus-per-task=8 --mem=64G", "OPTS": TINY,
+    }  # fmt: skip
+    res = sweep(repo, "base2new.sh", **env)
+    assert res.returncode == 0, res.stderr
+    jobs = sbatch_jobs(res.stdout)
+    assert [j[0] for j in jobs] == [
+        "boost dtd seed1", "train base dtd seed1 CasPL_PromptSRC", "test new dtd seed1 CasPL_PromptSRC",
+    ]  # fmt: skip
+    deps = [[w for w in line if w.startswith("--dependency")] for _, line, _ in jobs]
+    assert deps == [[], ["--dependency=afterok:$JOB_1"], ["--dependency=afterok:$JOB_2"]]
+    out = repo.parent / "out"
+    for (_what, line, script), folder in zip(
+        jobs, [f"boost/dtd/{BOOST_CFG}/seed1", f"base2new/train_base/dtd/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed1",
+               f"base2new/test_new/dtd/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed1"],
+    ):  # fmt: skip
+        assert line[-2:] == ["--cpus-per-task=8", "--mem=64G"]
+        options = re.findall(r"^#SBATCH (\S+)$", script, re.M)
+        assert options == [
+            "--job-name=caspl-base2new", f"--comment={out / folder}", f"--output={out / folder}/console.txt",
+            "--nodes=1", "--ntasks=1", "--kill-on-invalid-dep=yes", "--partition=gpu", "--account=lab",
+            "--time=4:00:00", "--gres=gpu:2",
+        ]  # fmt: skip
+        run = shlex.split(script.splitlines()[-1])
+        assert run[:6] == ["exec", str(repo.parent / "fake_python"), "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2"]  # fmt: skip
+        assert run[run.index("--output-dir") + 1] == str(out / folder)
+        assert f"if [ -f {out / folder}/results.json ]" in script  # a job finds its run finished: exits 0
+    assert not out.exists() and calls(repo) == []
+
+
+def test_slurm_launcher_refuses_gpu_and_needs_sbatch(repo, tmp_path):
+    res = sweep(repo, "base2new.sh", LAUNCHER="slurm", GPU="0", DATASETS="dtd", SEEDS="1")
+    assert res.returncode == 2 and "GPU is for local runs" in res.stderr
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    for tool in ("bash", "xargs", "printf", "dirname", "tr", "id", "mkdir", "cat", "ls"):
+        if shutil.which(tool):
+            (empty_path / tool).symlink_to(shutil.which(tool))
+    res = sweep(repo, "base2new.sh", LAUNCHER="slurm", DATASETS="dtd", SEEDS="1", PATH=str(empty_path))
+    assert res.returncode == 2 and "needs sbatch and squeue on PATH" in res.stderr and calls(repo) == []
