@@ -379,6 +379,60 @@ _trap_signals() {
     trap '_on_signal HUP' HUP
 }
 
+# The candidate closest to $1 by edit distance (case-insensitive) among the lines of stdin, if close.
+_closest() {
+    awk -v w="$1" '
+        function dist(a, b,   i, j, la, lb, d, cost, best) {
+            la = length(a); lb = length(b)
+            for (i = 0; i <= la; i++) d[i, 0] = i
+            for (j = 0; j <= lb; j++) d[0, j] = j
+            for (i = 1; i <= la; i++)
+                for (j = 1; j <= lb; j++) {
+                    cost = substr(a, i, 1) != substr(b, j, 1)
+                    best = d[i - 1, j] + 1
+                    if (d[i, j - 1] + 1 < best) best = d[i, j - 1] + 1
+                    if (d[i - 1, j - 1] + cost < best) best = d[i - 1, j - 1] + cost
+                    d[i, j] = best
+                }
+            return d[la, lb]
+        }
+        NF { x = dist(tolower(w), tolower($0)); if (found == "" || x < bestx) { found = $0; bestx = x } }
+        END { if (found != "" && bestx <= 2 + int(length(w) / 4)) print found }'
+}
+
+# Stop with "unknown <kind> '<name>' (did you mean ...?)" unless $2 is one of the lines of $3 (from $4).
+_check_name() {
+    local kind="$1" name="$2" known="$3" hint
+    grep -qxF -- "$name" <<<"$known" && return 0
+    hint="$(_closest "$name" <<<"$known")"
+    _die "unknown $kind '$name'${hint:+ (did you mean $hint?)}; known $kind names ($4): $(tr '\n' ' ' <<<"$known")"
+}
+
+# Check TRAINER, the datasets (DATASETS, SOURCE) and DATA before anything runs or is submitted, so a typo
+# stops the sweep at once instead of failing its first run. A missing DATA folder only warns in a dry run;
+# the Synthetic dataset creates itself there.
+check_inputs() {
+    local trainers name real=0
+    # Registered trainers: @TRAINER_REGISTRY.register() classes and the cascaded(...) CasPL versions.
+    trainers="$(sed -n -e '/@TRAINER_REGISTRY.register/{n;s/^class \([A-Za-z0-9_]*\).*/\1/p;}' \
+        -e 's/^\([A-Za-z0-9_]*\) = cascaded(.*/\1/p' trainers/*.py 2>/dev/null | sort -u)"
+    if [ -n "$trainers" ]; then _check_name trainer "$TRAINER" "$trainers" "trainers/*.py"; fi
+    local datasets
+    datasets="$(ls configs/datasets 2>/dev/null | sed -n 's/\.yaml$//p')"
+    for name in ${DATASETS:-} ${SOURCE:-}; do
+        _check_name dataset "$name" "$datasets" "configs/datasets/*.yaml"
+        if [ "$name" != synthetic ]; then real=1; fi
+    done
+    if [ "$real" = 1 ] && [ ! -d "$DATA" ]; then
+        local why="DATA=$DATA is not a folder (the datasets' root: see the README's data section)"
+        if [ "$DRY_RUN" = "1" ] || [ "${CASPL_PLAN_TSV:-0}" = "1" ]; then
+            echo "WARNING: $why" >&2
+        else
+            _die "$why"
+        fi
+    fi
+}
+
 # The plan for tools/sweep_status.py (CASPL_PLAN_TSV=1): one line per run, "<what> TAB <absolute output
 # folder> TAB <index of the run it needs, -1: none>"; nothing is run or checked.
 _print_plan_tsv() {
@@ -390,6 +444,7 @@ _print_plan_tsv() {
 
 # Run (or print) every planned run in order; skip the finished ones; stop at the first failure.
 execute_plan() {
+    check_inputs
     if [ "${CASPL_PLAN_TSV:-0}" = "1" ]; then
         _print_plan_tsv
         return

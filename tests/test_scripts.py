@@ -65,6 +65,8 @@ def repo(tmp_path: Path) -> Path:
     """A repository copy with the scripts, every dataset config and the trainer configs the tests use."""
     root = tmp_path / "repo"
     shutil.copytree(REPO / "scripts", root / "scripts")
+    shutil.copytree(REPO / "trainers", root / "trainers")  # the sweep reads the registered trainer names
+    (tmp_path / "data").mkdir()
     datasets = ELEVEN.split() + ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r", "synthetic"]
     for name in datasets:
         (root / "configs/datasets").mkdir(parents=True, exist_ok=True)
@@ -545,8 +547,49 @@ def test_slurm_launcher_refuses_gpu_and_needs_sbatch(repo, tmp_path):
     assert res.returncode == 2 and "GPU is for local runs" in res.stderr
     empty_path = tmp_path / "bin"
     empty_path.mkdir()
-    for tool in ("bash", "xargs", "printf", "dirname", "tr", "id", "mkdir", "cat", "ls"):
+    for tool in (
+        "bash",
+        "xargs",
+        "printf",
+        "dirname",
+        "tr",
+        "id",
+        "mkdir",
+        "cat",
+        "ls",
+        "sed",
+        "sort",
+        "grep",
+        "awk",
+    ):
         if shutil.which(tool):
             (empty_path / tool).symlink_to(shutil.which(tool))
     res = sweep(repo, "base2new.sh", LAUNCHER="slurm", DATASETS="dtd", SEEDS="1", PATH=str(empty_path))
     assert res.returncode == 2 and "needs sbatch and squeue on PATH" in res.stderr and calls(repo) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRAINER": "CasPL_PromptSCR"}, "unknown trainer 'CasPL_PromptSCR' (did you mean CasPL_PromptSRC?)"),
+        ({"TRAINER": "coop"}, "unknown trainer 'coop' (did you mean CoOp?)"),
+        ({"DATASETS": "dtd eurosatt"}, "unknown dataset 'eurosatt' (did you mean eurosat?)"),
+        ({"DATASETS": "dtd", "DATA": "/nonexistent/data"}, "DATA=/nonexistent/data is not a folder"),
+    ],
+)
+def test_bad_trainer_dataset_or_data_stop_the_sweep_before_any_run(repo, env, message):
+    res = sweep(repo, "base2new.sh", SEEDS="1", **{"DATASETS": "dtd", **env})
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert calls(repo) == [] and "[1/" not in res.stdout
+
+
+def test_xd_checks_the_source_dataset(repo):
+    res = sweep(repo, "xd.sh", SEEDS="1", SOURCE="imagnet", DRY_RUN="1")
+    assert res.returncode == 2 and "unknown dataset 'imagnet' (did you mean imagenet?)" in res.stderr
+    # A missing DATA folder is only a warning in a dry run (and Synthetic creates itself anyway).
+    dry = sweep(repo, "base2new.sh", SEEDS="1", DATASETS="dtd", DATA="/nonexistent/data", DRY_RUN="1")
+    assert dry.returncode == 0 and "WARNING: DATA=/nonexistent/data is not a folder" in dry.stderr
+    synthetic = sweep(
+        repo, "base2new.sh", SEEDS="1", DATASETS="synthetic", DATA="/nonexistent/data", DRY_RUN="1"
+    )
+    assert synthetic.returncode == 0 and "WARNING" not in synthetic.stderr
