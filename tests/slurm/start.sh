@@ -70,7 +70,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$DIR/munge.socket
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool/slurmd-%n
+SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
@@ -100,7 +100,7 @@ slurmd -f "$SLURM_CONF" -N "$NODE" || fail "slurmd did not start"
 deadline=$((SECONDS + TIMEOUT))
 state=""
 while [ $SECONDS -lt $deadline ]; do
-    state="$(sinfo -h -N -o '%T' 2>/dev/null | head -n 1 || true)"
+    state="$(timeout 3 sinfo -h -N -o '%T' 2>/dev/null | head -n 1 || true)"
     [ "$state" = idle ] && break
     sleep 0.5
 done
