@@ -593,3 +593,62 @@ def test_xd_checks_the_source_dataset(repo):
         repo, "base2new.sh", SEEDS="1", DATASETS="synthetic", DATA="/nonexistent/data", DRY_RUN="1"
     )
     assert synthetic.returncode == 0 and "WARNING" not in synthetic.stderr
+
+
+FAKE_SBATCH = r"""#!/usr/bin/env bash
+# Fake sbatch: queue the job (id, PENDING, the script's --comment) where the fake squeue reads it.
+id=$((100 + $(cat "$FAKE_QUEUE.sbatch" 2>/dev/null | wc -l)))
+comment="$(sed -n 's/^#SBATCH --comment=//p' "${@: -1}")"
+echo "$id|PENDING|$comment" >> "$FAKE_QUEUE"
+echo "$id ${*:1:$#-1}" >> "$FAKE_QUEUE.sbatch"
+echo "$id"
+"""
+
+
+def test_slurm_submission_skips_queued_and_finished_runs_and_waits_for_queued_ones(repo, tmp_path):
+    """xd.sh then dg.sh share the source model: its queued job is reused as the DG jobs' dependency."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "squeue").write_text('#!/bin/sh\ncat "$FAKE_QUEUE" 2>/dev/null || true\n')
+    for tool in ("sbatch", "squeue"):
+        (bin_dir / tool).chmod(0o755)
+    queue = tmp_path / "queue"
+    env = {
+        "LAUNCHER": "slurm",
+        "SEEDS": "1",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_QUEUE": str(queue),
+    }
+    xd = sweep(repo, "xd.sh", **env)
+    assert xd.returncode == 0, xd.stderr
+    assert xd.stdout.count("submitted as job") == 12 and calls(repo) == []  # nothing runs here
+    submitted = [line.split() for line in (tmp_path / "queue.sbatch").read_text().splitlines()]
+    assert submitted[0] == ["100", "--parsable"]  # the boosting run needs nothing
+    assert submitted[1] == ["101", "--parsable", "--dependency=afterok:100"]  # the source model: boosting
+    assert all(s[1:] == ["--parsable", "--dependency=afterok:101"] for s in submitted[2:])  # the targets
+
+    dg = sweep(repo, "dg.sh", **env)
+    assert dg.returncode == 0, dg.stderr
+    assert "[1/6] boost imagenet seed1: pending already as job 100, not submitted again" in dg.stdout
+    assert "[2/6] train imagenet seed1 CasPL_PromptSRC: pending already as job 101" in dg.stdout
+    new = [line.split() for line in (tmp_path / "queue.sbatch").read_text().splitlines()[12:]]
+    assert [s[0] for s in new] == ["112", "113", "114", "115"]
+    assert all(s[1:] == ["--parsable", "--dependency=afterok:101"] for s in new)
+
+    # Once the source model is finished and out of the queue, a new target needs no dependency; queued
+    # targets are still not submitted again.
+    lines = queue.read_text().splitlines()
+    queue.write_text("\n".join(line for line in lines if not line.startswith(("100|", "101|"))) + "\n")
+    train_dir = repo.parent / f"out/xd/train/imagenet/shots_16/CasPL_PromptSRC/{B2N_CFG}_cross_datasets/seed1"
+    (train_dir / "results.json").write_text("{}")
+    (repo.parent / f"out/boost/imagenet/{BOOST_CFG}/seed1/results.json").write_text("{}")
+    again = sweep(repo, "dg.sh", **{**env, "DATASETS": "imagenetv2 imagenet_r synthetic"})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("done already") == 2 and again.stdout.count("pending already") == 2
+    (last,) = [line.split() for line in (tmp_path / "queue.sbatch").read_text().splitlines()[16:]]
+    assert last == ["116", "--parsable"]
+    assert (
+        "0 queued" not in again.stdout
+        and "1 jobs submitted, 2 queued or running already, 2 done" in again.stdout
+    )
