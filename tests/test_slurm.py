@@ -7,6 +7,7 @@ submits nothing; a job killed with scancel shows as failed in tools/sweep_status
 submission redoes it. When Slurm cannot start, the test fails with the daemons' logs.
 """
 
+import getpass
 import json
 import os
 import re
@@ -26,7 +27,7 @@ RUNS = {  # run -> its folder under OUT, in the sweep's order (each needs the on
     "train": "base2new/train_base/synthetic/shots_16/CasPL_PromptSRC/demo_tiny/seed1",
     "test": "base2new/test_new/synthetic/shots_16/CasPL_PromptSRC/demo_tiny/seed1",
 }
-TIMEOUT_S = 420  # a ceiling for the waits on a loaded machine, not the expected time
+TIMEOUT_S = 600  # a ceiling for the waits on a heavily loaded machine, not the expected time
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,10 @@ def cluster(tmp_path_factory):
         subprocess.run(["bash", str(REPO / "tests/slurm/stop.sh"), str(state)], capture_output=True)
         pytest.fail(f"Slurm did not start (tests/slurm/start.sh):\n{res.stdout}\n{res.stderr}", pytrace=False)
     yield str(state / "slurm.conf")
+    # Jobs still queued or running (a failed test) end with the cluster: their processes too.
+    env["SLURM_CONF"] = str(state / "slurm.conf")
+    subprocess.run(["scancel", "--user", getpass.getuser()], env=env, capture_output=True)
+    _wait_for(lambda: not _jobs(env), 30)
     subprocess.run(["bash", str(REPO / "tests/slurm/stop.sh"), str(state)], capture_output=True)
 
 
@@ -106,6 +111,15 @@ def _jobs(env: dict[str, str]) -> dict[str, tuple[str, str]]:
     return {line.split("|")[2]: tuple(line.split("|")[:2]) for line in res.stdout.splitlines()}
 
 
+def _wait_for(condition, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.3)
+    return True
+
+
 def _wait(condition, what: str, deadline: float, logs: Path) -> None:
     while not condition():
         if time.monotonic() > deadline:
@@ -131,56 +145,67 @@ def test_slurm_sweep_matches_local_honours_dependencies_dedupes_and_redoes_kille
         ["bash", "scripts/base2new.sh"], cwd=REPO, env=_env(local_out, data_root), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    env = _env(out, data_root, LAUNCHER="slurm", SLURM_GPUS_PER_JOB="0", SLURM_CONF=cluster)
-    first = _sweep(env)
-    assert first.stdout.count("submitted as job") == 3 and "(after job" in first.stdout
-    queued = _jobs(env)
-    assert set(queued) == {str(out / d) for d in RUNS.values()}
+    try:
+        env = _env(out, data_root, LAUNCHER="slurm", SLURM_GPUS_PER_JOB="0", SLURM_CONF=cluster)
+        first = _sweep(env)
+        assert first.stdout.count("submitted as job") == 3 and "(after job" in first.stdout
+        queued = _jobs(env)
+        assert set(queued) == {str(out / d) for d in RUNS.values()}
 
-    # Resubmitting while the jobs are queued or running submits nothing.
-    again = _sweep(env)
-    assert "0 jobs submitted, 3 queued or running already" in again.stdout
-    assert {k: v[0] for k, v in _jobs(env).items()} == {k: v[0] for k, v in queued.items()}
+        # Resubmitting while the jobs are queued or running submits nothing.
+        again = _sweep(env)
+        assert "0 jobs submitted, 3 queued or running already" in again.stdout
+        assert {k: v[0] for k, v in _jobs(env).items()} == {k: v[0] for k, v in queued.items()}
 
-    # Kill the training job once it runs: failed in the status table (its dependent is cancelled by Slurm).
-    train_dir = str(out / RUNS["train"])
-    _wait(
-        lambda: _jobs(env).get(train_dir, ("", ""))[1] == "RUNNING", "the training job to run", deadline, out
-    )
-    _wait(
-        lambda: (out / RUNS["train"] / "console.txt").is_file(), "the training job's console", deadline, out
-    )
-    subprocess.run(["scancel", queued[train_dir][0]], env=env, check=True)
-    _wait(lambda: not _jobs(env), "the cancelled jobs to leave the queue", deadline, out)
-    rc, rows = _status(env, out)
-    assert rc == 1
-    assert rows[RUNS["boost"]][0] == "done" and rows[RUNS["test"]] == ("missing", "")
-    assert rows[RUNS["train"]][0] == "failed" and "CANCELLED" in rows[RUNS["train"]][1]
+        # Kill the training job once it runs: failed in the status table (its dependent is cancelled by Slurm).
+        train_dir = str(out / RUNS["train"])
+        _wait(
+            lambda: _jobs(env).get(train_dir, ("", ""))[1] == "RUNNING",
+            "the training job to run",
+            deadline,
+            out,
+        )
+        _wait(
+            lambda: (out / RUNS["train"] / "console.txt").is_file(),
+            "the training job's console",
+            deadline,
+            out,
+        )
+        subprocess.run(["scancel", queued[train_dir][0]], env=env, check=True)
+        _wait(lambda: not _jobs(env), "the cancelled jobs to leave the queue", deadline, out)
+        rc, rows = _status(env, out)
+        assert rc == 1
+        assert rows[RUNS["boost"]][0] == "done" and rows[RUNS["test"]] == ("missing", "")
+        assert rows[RUNS["train"]][0] == "failed" and "CANCELLED" in rows[RUNS["train"]][1]
 
-    # The next submission redoes the killed run and its dependent, not the finished boosting run.
-    redo = _sweep(env)
-    assert "boost synthetic seed1: done already" in redo.stdout
-    assert redo.stdout.count("submitted as job") == 2
-    _wait(lambda: not _jobs(env), "the resubmitted jobs", deadline, out)
-    rc, rows = _status(env, out)
-    assert rc == 0 and [s for s, _ in rows.values()] == ["done"] * 3, rows
-    final = _sweep(env)
-    assert "0 jobs submitted, 0 queued or running already, 3 done" in final.stdout and not _jobs(env)
+        # The next submission redoes the killed run and its dependent, not the finished boosting run.
+        redo = _sweep(env)
+        assert "boost synthetic seed1: done already" in redo.stdout
+        assert redo.stdout.count("submitted as job") == 2
+        _wait(lambda: not _jobs(env), "the resubmitted jobs", deadline, out)
+        rc, rows = _status(env, out)
+        assert rc == 0 and [s for s, _ in rows.values()] == ["done"] * 3, rows
+        final = _sweep(env)
+        assert "0 jobs submitted, 0 queued or running already, 3 done" in final.stdout and not _jobs(env)
 
-    # Dependencies held: each job started after the run it needs had written results.json (written last;
-    # boost_prompts.pt before it).
-    for before, after in (("boost", "train"), ("train", "test")):
-        ready = (out / RUNS[before] / "results.json").stat().st_mtime
-        assert _job_start(out / RUNS[after]) >= ready, (before, after)
-    assert (out / RUNS["boost"] / "boost_prompts.pt").stat().st_mtime <= _job_start(out / RUNS["train"])
+        # Dependencies held: each job started after the run it needs had written results.json (written last;
+        # boost_prompts.pt before it).
+        for before, after in (("boost", "train"), ("train", "test")):
+            ready = (out / RUNS[before] / "results.json").stat().st_mtime
+            assert _job_start(out / RUNS[after]) >= ready, (before, after)
+        assert (out / RUNS["boost"] / "boost_prompts.pt").stat().st_mtime <= _job_start(out / RUNS["train"])
 
-    # The same results as the local launcher.
-    assert local.wait(timeout=max(1, deadline - time.monotonic())) == 0, local.stdout.read()
-    for name, folder in RUNS.items():
-        ours = json.loads((out / folder / "results.json").read_text())
-        reference = json.loads((local_out / folder / "results.json").read_text())
-        assert ours["metrics"] == reference["metrics"], name
-        assert ours["metrics"]["accuracy"] >= 0 and ours["trainer"] == reference["trainer"]
+        # The same results as the local launcher.
+        assert local.wait(timeout=max(1, deadline - time.monotonic())) == 0, local.stdout.read()
+        for name, folder in RUNS.items():
+            ours = json.loads((out / folder / "results.json").read_text())
+            reference = json.loads((local_out / folder / "results.json").read_text())
+            assert ours["metrics"] == reference["metrics"], name
+            assert ours["metrics"]["accuracy"] >= 0 and ours["trainer"] == reference["trainer"]
+    finally:
+        if local.poll() is None:  # a failed test: stop the local sweep and its run (it forwards SIGTERM)
+            local.terminate()
+            local.wait(timeout=60)
 
 
 def test_start_script_fails_with_the_daemon_log_when_slurm_cannot_start(tmp_path):
