@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shared functions of the sweep scripts (base2new.sh, xd.sh, dg.sh, fewshot.sh); sourced, never run.
 #
-# A sweep first *plans* its runs (plan_run: what, output dir, the file whose existence means "done", the
-# train.py arguments), then executes them in order (execute_plan): finished runs are skipped, one
+# A sweep first *plans* its runs (plan_run: what, output dir, the train.py arguments; a run is done when
+# its results.json exists), then executes them in order (execute_plan): finished runs are skipped, one
 # progress line is printed per run, the first failing run stops the sweep with its log path, and
 # DRY_RUN=1 prints the commands instead of running them.
 
@@ -69,11 +69,28 @@ caspl_setup() {
             NPROC="${NPROC:-$n}"
             LAUNCH_PREFIX=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
             ;;
-        *) _die "LAUNCHER must be local or torchrun, got '$LAUNCHER'" ;;
+        slurm)
+            # Each run is one Slurm job, with SLURM_GPUS_PER_JOB GPUs (torchrun inside the job when > 1).
+            SLURM_GPUS_PER_JOB="${SLURM_GPUS_PER_JOB:-1}"
+            [[ "$SLURM_GPUS_PER_JOB" =~ ^[0-9]+$ ]] ||
+                _die "SLURM_GPUS_PER_JOB must be a number of GPUs (0: CPU jobs), got '$SLURM_GPUS_PER_JOB'"
+            [ -z "$GPU" ] || _die "GPU is for local runs; with LAUNCHER=slurm Slurm gives each job its GPUs" \
+                "(SLURM_GPUS_PER_JOB)"
+            NPROC="${NPROC:-$SLURM_GPUS_PER_JOB}"
+            LAUNCH_PREFIX=()
+            if [ "$NPROC" -gt 1 ]; then
+                LAUNCH_PREFIX=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
+            fi
+            split_words SLURM_EXTRA "${SLURM_EXTRA:-}"
+            SBATCH_EXTRA=("${SPLIT_WORDS[@]+"${SPLIT_WORDS[@]}"}")
+            ;;
+        *) _die "LAUNCHER must be local, torchrun or slurm, got '$LAUNCHER'" ;;
     esac
-    # OPTS / BOOST_OPTS are shell words (quotes respected), e.g. OPTS='INPUT.SIZE "(32, 32)"'.
-    eval "EXTRA_OPTS=($OPTS)"
-    eval "EXTRA_BOOST_OPTS=($BOOST_OPTS)"
+    # OPTS / BOOST_OPTS are words with quotes respected, e.g. OPTS='INPUT.SIZE "(32, 32)"'; never evaluated.
+    split_words OPTS "$OPTS"
+    EXTRA_OPTS=("${SPLIT_WORDS[@]+"${SPLIT_WORDS[@]}"}")
+    split_words BOOST_OPTS "$BOOST_OPTS"
+    EXTRA_BOOST_OPTS=("${SPLIT_WORDS[@]+"${SPLIT_WORDS[@]}"}")
     PLAN_WHAT=()
     PLAN_DIR=()
     PLAN_DONE=()
@@ -89,6 +106,19 @@ caspl_setup() {
         ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) ||
             _die "JOBS > 1 needs bash >= 5.1 (wait -n -p)"
     fi
+}
+
+# Split $2 into the words of SPLIT_WORDS, honouring single / double quotes and backslashes as the shell
+# does, but with no expansion at all: `$(...)`, backticks, `$VAR` and globs stay literal text ($1 names the
+# variable in errors). xargs does the quote handling, so nothing is ever evaluated.
+split_words() {
+    SPLIT_WORDS=()
+    [[ "$2" =~ ^[[:space:]]*$ ]] && return 0
+    [[ "$2" != *$'\n'* ]] || _die "$1 must be on one line ($1='$2')"
+    local out word
+    out="$(printf '%s' "$2" | xargs printf '%s\n' 2>/dev/null)" ||
+        _die "$1 cannot be split into words (a quote without its closing quote?): $1='$2'"
+    while IFS= read -r word; do SPLIT_WORDS+=("$word"); done <<<"$out"
 }
 
 _die() {
@@ -208,9 +238,12 @@ train_args() {
 }
 
 # Add one run to the plan; it starts only after run number $AFTER (an index, -1: none) has finished.
-# Usage: plan_run <what> <output dir> <done file> <train.py args...>; sets LAST_INDEX.
+# A run is finished when <output dir>/results.json exists (train.py writes it last): one definition for
+# every kind of run, phase-1 boosting included (its boost_prompts.pt alone is not "finished"). The third
+# argument is not used (callers pass the file their run produces; kept so their calls stay as they are).
+# Usage: plan_run <what> <output dir> <unused> <train.py args...>; sets LAST_INDEX.
 plan_run() {
-    local what="$1" dir="$2" done_file="$3"
+    local what="$1" dir="$2" done_file="$2/results.json"
     shift 3
     local cmd word
     cmd="$(_quote "$PYTHON")"
@@ -279,13 +312,153 @@ _report_failure() {
     if [ "$rc" -eq 0 ]; then echo "it exited 0 but did not write ${PLAN_DONE[$i]}" >&2; fi
 }
 
+# Runs under way (their pids) and the signal that asked the sweep to stop (empty while none did).
+RUNNING_PIDS=()
+STOP_SIGNAL=""
+
+# Start run $1 in the background with the GPUs $2 ("": unchanged): its process replaces the subshell
+# (exec), so RUN_PID is the run itself (python or torchrun) and a signal sent to it reaches it.
+_start_run() {
+    local i="$1" cmd="exec ${PLAN_CMD[$1]}" dir="${PLAN_DIR[$1]}"
+    if [ -n "$2" ]; then cmd="CUDA_VISIBLE_DEVICES=$(_quote "$2") $cmd"; fi
+    mkdir -p "$dir"
+    # train.py writes log.txt itself; console.txt also catches what happens before its logger starts.
+    if [ "$VERBOSE" = "1" ]; then
+        (eval "$cmd") > >(tee "$dir/console.txt") 2>&1 &
+    else
+        (eval "$cmd") >"$dir/console.txt" 2>&1 &
+    fi
+    RUN_PID=$!
+    RUNNING_PIDS+=("$RUN_PID")
+}
+
+_forget_pid() {
+    local pid kept=()
+    for pid in "${RUNNING_PIDS[@]+"${RUNNING_PIDS[@]}"}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+    RUNNING_PIDS=("${kept[@]+"${kept[@]}"}")
+}
+
+# Wait for run process $1 to end, also when a signal interrupts the wait; its exit status in RUN_RC.
+_wait_run() {
+    while :; do
+        if wait "$1"; then RUN_RC=0; else RUN_RC=$?; fi
+        kill -0 "$1" 2>/dev/null || break # ended (a signal only interrupted the wait otherwise)
+    done
+    _forget_pid "$1"
+}
+
+# SIGINT (Ctrl-C), SIGTERM, SIGHUP: forward SIGTERM to the runs under way (torchrun stops its workers on
+# SIGTERM) and let the loops wait for them; a second signal kills them (SIGKILL). With no run under way
+# the sweep stops at once.
+_on_signal() {
+    if [ "${#RUNNING_PIDS[@]}" -eq 0 ]; then
+        STOP_SIGNAL="$1"
+        _stopped_exit
+    fi
+    if [ -n "$STOP_SIGNAL" ]; then
+        echo "SIG$1 again: killing the run(s) under way (SIGKILL)" >&2
+        kill -KILL "${RUNNING_PIDS[@]}" 2>/dev/null || true
+        return 0
+    fi
+    STOP_SIGNAL="$1"
+    echo >&2
+    echo "SIG$1: stopping the ${#RUNNING_PIDS[@]} run(s) under way (SIGTERM sent) and waiting for them" \
+        "to end (another Ctrl-C kills them); nothing new starts" >&2
+    kill -TERM "${RUNNING_PIDS[@]}" 2>/dev/null || true
+}
+
+_stopped_exit() {
+    echo "sweep stopped by SIG$STOP_SIGNAL: the runs without results.json are redone by the next sweep" \
+        "(resuming from their last saved epoch)" >&2
+    case "$STOP_SIGNAL" in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+}
+
+_trap_signals() {
+    trap '_on_signal INT' INT
+    trap '_on_signal TERM' TERM
+    trap '_on_signal HUP' HUP
+}
+
+# The candidate closest to $1 by edit distance (case-insensitive) among the lines of stdin, if close.
+_closest() {
+    awk -v w="$1" '
+        function dist(a, b,   i, j, la, lb, d, cost, best) {
+            la = length(a); lb = length(b)
+            for (i = 0; i <= la; i++) d[i, 0] = i
+            for (j = 0; j <= lb; j++) d[0, j] = j
+            for (i = 1; i <= la; i++)
+                for (j = 1; j <= lb; j++) {
+                    cost = substr(a, i, 1) != substr(b, j, 1)
+                    best = d[i - 1, j] + 1
+                    if (d[i, j - 1] + 1 < best) best = d[i, j - 1] + 1
+                    if (d[i - 1, j - 1] + cost < best) best = d[i - 1, j - 1] + cost
+                    d[i, j] = best
+                }
+            return d[la, lb]
+        }
+        NF { x = dist(tolower(w), tolower($0)); if (found == "" || x < bestx) { found = $0; bestx = x } }
+        END { if (found != "" && bestx <= 2 + int(length(w) / 4)) print found }'
+}
+
+# Stop with "unknown <kind> '<name>' (did you mean ...?)" unless $2 is one of the lines of $3 (from $4).
+_check_name() {
+    local kind="$1" name="$2" known="$3" hint
+    grep -qxF -- "$name" <<<"$known" && return 0
+    hint="$(_closest "$name" <<<"$known")"
+    _die "unknown $kind '$name'${hint:+ (did you mean $hint?)}; known $kind names ($4): $(tr '\n' ' ' <<<"$known")"
+}
+
+# Check TRAINER, the datasets (DATASETS, SOURCE) and DATA before anything runs or is submitted, so a typo
+# stops the sweep at once instead of failing its first run. A missing DATA folder only warns in a dry run;
+# the Synthetic dataset creates itself there.
+check_inputs() {
+    local trainers name real=0
+    # Registered trainers: @TRAINER_REGISTRY.register() classes and the cascaded(...) CasPL versions.
+    trainers="$(sed -n -e '/@TRAINER_REGISTRY.register/{n;s/^class \([A-Za-z0-9_]*\).*/\1/p;}' \
+        -e 's/^\([A-Za-z0-9_]*\) = cascaded(.*/\1/p' trainers/*.py 2>/dev/null | sort -u)"
+    if [ -n "$trainers" ]; then _check_name trainer "$TRAINER" "$trainers" "trainers/*.py"; fi
+    local datasets
+    datasets="$(ls configs/datasets 2>/dev/null | sed -n 's/\.yaml$//p')"
+    for name in ${DATASETS:-} ${SOURCE:-}; do
+        _check_name dataset "$name" "$datasets" "configs/datasets/*.yaml"
+        if [ "$name" != synthetic ]; then real=1; fi
+    done
+    if [ "$real" = 1 ] && [ ! -d "$DATA" ]; then
+        local why="DATA=$DATA is not a folder (the datasets' root: see the README's data section)"
+        if [ "$DRY_RUN" = "1" ] || [ "${CASPL_PLAN_TSV:-0}" = "1" ]; then
+            echo "WARNING: $why" >&2
+        else
+            _die "$why"
+        fi
+    fi
+}
+
+# The plan for tools/sweep_status.py (CASPL_PLAN_TSV=1): one line per run, "<what> TAB <absolute output
+# folder> TAB <index of the run it needs, -1: none>"; nothing is run or checked.
+_print_plan_tsv() {
+    local i
+    for i in "${!PLAN_CMD[@]}"; do
+        printf '%s\t%s\t%s\n' "${PLAN_WHAT[$i]}" "$(_job_dir "${PLAN_DIR[$i]}")" "${PLAN_AFTER[$i]}"
+    done
+}
+
 # Run (or print) every planned run in order; skip the finished ones; stop at the first failure.
 execute_plan() {
+    check_inputs
+    if [ "${CASPL_PLAN_TSV:-0}" = "1" ]; then
+        _print_plan_tsv
+        return
+    fi
     check_files
+    if [ "$LAUNCHER" = slurm ]; then
+        execute_slurm
+        return
+    fi
     if [ "$JOBS" -gt 1 ] && [ "$DRY_RUN" != "1" ]; then
         execute_parallel
         return
     fi
+    _trap_signals
     local n="${#PLAN_CMD[@]}" start=$SECONDS i
     echo "== $SWEEP_NAME: $n runs (trainer $TRAINER, output $OUT)"
     for i in "${!PLAN_CMD[@]}"; do
@@ -300,19 +473,18 @@ execute_plan() {
             echo
             continue
         fi
-        mkdir -p "$dir"
         printf '[%d/%d] %s -> %s ... ' "$k" "$n" "$what" "$dir"
-        local t0=$SECONDS rc=0
-        # train.py writes log.txt itself; console.txt also catches what happens before its logger starts.
-        if [ "$VERBOSE" = "1" ]; then
-            echo
-            (eval "$(_with_gpu "$GPU" "${PLAN_CMD[$i]}")") 2>&1 | tee "$dir/console.txt" || rc=$?
-        else
-            (eval "$(_with_gpu "$GPU" "${PLAN_CMD[$i]}")") >"$dir/console.txt" 2>&1 || rc=$?
+        if [ "$VERBOSE" = "1" ]; then echo; fi
+        local t0=$SECONDS
+        _start_run "$i" "$GPU"
+        _wait_run "$RUN_PID"
+        if [ -n "$STOP_SIGNAL" ]; then
+            echo "stopped (exit $RUN_RC)"
+            _stopped_exit
         fi
-        if [ "$rc" -ne 0 ] || [ ! -f "$done_file" ]; then
-            echo "FAILED (exit $rc)"
-            _report_failure "$i" "$rc"
+        if [ "$RUN_RC" -ne 0 ] || [ ! -f "$done_file" ]; then
+            echo "FAILED (exit $RUN_RC)"
+            _report_failure "$i" "$RUN_RC"
             exit 1
         fi
         echo "ok in $(_hms $((SECONDS - t0))) | elapsed $(_hms $((SECONDS - start)))"
@@ -336,10 +508,11 @@ execute_parallel() {
     local -A pid_run pid_slot
     local free=("${!slots[@]}") failed=-1 failed_rc=0 running=0
     for i in "${!PLAN_CMD[@]}"; do state[i]=pending; done
+    _trap_signals
     echo "== $SWEEP_NAME: $n runs, $JOBS at a time (trainer $TRAINER, output $OUT)"
     while :; do
         for i in "${!PLAN_CMD[@]}"; do
-            [ "$failed" -ge 0 ] && break
+            [ "$failed" -ge 0 ] || [ -n "$STOP_SIGNAL" ] && break
             [ "${state[i]}" = pending ] || continue
             local dep="${PLAN_AFTER[i]}"
             if [ "$dep" -ge 0 ] && [ "${state[dep]}" != ok ] && [ "${state[dep]}" != skipped ]; then continue; fi
@@ -351,26 +524,30 @@ execute_parallel() {
             [ "${#free[@]}" -gt 0 ] || break
             local slot="${free[0]}"
             free=("${free[@]:1}")
-            mkdir -p "${PLAN_DIR[i]}"
-            (eval "$(_with_gpu "${slots[slot]}" "${PLAN_CMD[i]}")") >"${PLAN_DIR[i]}/console.txt" 2>&1 &
-            pid_run[$!]=$i
-            pid_slot[$!]=$slot
+            _start_run "$i" "${slots[slot]}"
+            pid_run[$RUN_PID]=$i
+            pid_slot[$RUN_PID]=$slot
             state[i]=running
             run_start[i]=$SECONDS
             running=$((running + 1))
         done
         [ "$running" -gt 0 ] || break
-        local pid rc=0
+        local pid="" rc=0
         wait -n -p pid || rc=$?
+        [ -n "${pid:-}" ] || continue # a signal interrupted the wait: the trap forwarded it
         i="${pid_run[$pid]}"
         local done_slot="${pid_slot[$pid]}" where=""
         free+=("$done_slot")
         unset "pid_run[$pid]" "pid_slot[$pid]"
+        _forget_pid "$pid"
         running=$((running - 1))
         if [ -n "${slots[done_slot]}" ]; then where=" on GPU ${slots[done_slot]}"; fi
         if [ "$rc" -eq 0 ] && [ -f "${PLAN_DONE[i]}" ]; then
             state[i]=ok
             echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: ok in $(_hms $((SECONDS - run_start[i]))) | elapsed $(_hms $((SECONDS - start)))"
+        elif [ -n "$STOP_SIGNAL" ]; then
+            state[i]=stopped
+            echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: stopped (exit $rc)"
         else
             state[i]=failed
             echo "[$((i + 1))/$n] ${PLAN_WHAT[i]} -> ${PLAN_DIR[i]}$where: FAILED (exit $rc)"
@@ -381,11 +558,124 @@ execute_parallel() {
             fi
         fi
     done
+    if [ -n "$STOP_SIGNAL" ]; then _stopped_exit; fi
     if [ "$failed" -ge 0 ]; then
         _report_failure "$failed" "$failed_rc"
         exit 1
     fi
     echo "== $SWEEP_NAME: finished in $(_hms $((SECONDS - start)))"
+}
+
+# The sweep's Slurm jobs that are queued or running, by output folder (each job's comment is its run's
+# output folder): LIVE_JOB[<dir>]="<job id> <state>". Asked from squeue once per submission.
+_slurm_live_jobs() {
+    declare -gA LIVE_JOB=()
+    local out id state comment
+    if ! out="$(squeue -h -u "$(id -un)" -o '%i|%T|%k' 2>&1)"; then
+        local why="squeue failed, so the jobs already queued are not known (is Slurm reachable from here?)"
+        [ "$DRY_RUN" = "1" ] || _die "$why: $out"
+        echo "note: $why; the dry run assumes none" >&2
+        return 0
+    fi
+    while IFS='|' read -r id state comment; do
+        if [ -n "$comment" ]; then LIVE_JOB["$comment"]="$id $state"; fi
+    done <<<"$out"
+}
+
+# The absolute form of run folder $1 (relative ones are under the repository root, where the sweep runs):
+# the job's comment, which tells a resubmission and tools/sweep_status.py which folder a job is for.
+_job_dir() {
+    case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$CASPL_ROOT" "${1#./}" ;; esac
+}
+
+# The sbatch script of run $1: Slurm options, then the run, which first checks that it is not finished.
+_sbatch_script() {
+    local i="$1" dir
+    dir="$(_job_dir "${PLAN_DIR[$1]}")"
+    echo "#!/bin/bash"
+    echo "#SBATCH --job-name=caspl-$SWEEP_NAME"
+    echo "#SBATCH --comment=$(_quote "$dir")"
+    echo "#SBATCH --output=$(_quote "$dir/console.txt")"
+    echo "#SBATCH --nodes=1"
+    echo "#SBATCH --ntasks=1"
+    echo "#SBATCH --kill-on-invalid-dep=yes"
+    if [ -n "${SLURM_PARTITION:-}" ]; then echo "#SBATCH --partition=$(_quote "$SLURM_PARTITION")"; fi
+    if [ -n "${SLURM_ACCOUNT:-}" ]; then echo "#SBATCH --account=$(_quote "$SLURM_ACCOUNT")"; fi
+    if [ -n "${SLURM_TIME:-}" ]; then echo "#SBATCH --time=$(_quote "$SLURM_TIME")"; fi
+    if [ "$SLURM_GPUS_PER_JOB" -gt 0 ]; then echo "#SBATCH --gres=gpu:$SLURM_GPUS_PER_JOB"; fi
+    echo "# ${PLAN_WHAT[$i]}: run $((i + 1))/${#PLAN_CMD[@]} of scripts/$SWEEP_NAME.sh"
+    echo "set -eu"
+    echo "cd $(_quote "$CASPL_ROOT")"
+    echo 'echo "== Slurm job $SLURM_JOB_ID on $(hostname) started $(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"'
+    echo "if [ -f $(_quote "${PLAN_DONE[$i]}") ]; then echo 'finished already: nothing to do'; exit 0; fi"
+    echo "exec ${PLAN_CMD[$i]}"
+}
+
+# Submit every unfinished planned run as one Slurm job (DRY_RUN=1: print the sbatch commands and scripts).
+# A run waits for the run it needs (AFTER) with --dependency=afterok, unless that one is finished; a run
+# whose folder already has a queued or running job of the sweep is not submitted again (that job is
+# waited for instead); a job whose dependency failed is cancelled by Slurm (--kill-on-invalid-dep).
+execute_slurm() {
+    local n="${#PLAN_CMD[@]}" i submitted=0 live=0 finished=0
+    local -a job # per run: its job id ("" for a finished run)
+    if [ "$DRY_RUN" != "1" ]; then
+        command -v sbatch >/dev/null && command -v squeue >/dev/null ||
+            _die "LAUNCHER=slurm needs sbatch and squeue on PATH (submit from the cluster's login node)"
+    fi
+    declare -gA LIVE_JOB=()
+    if command -v squeue >/dev/null; then _slurm_live_jobs; fi
+    echo "== $SWEEP_NAME: $n runs as Slurm jobs (trainer $TRAINER, output $OUT)"
+    for i in "${!PLAN_CMD[@]}"; do
+        local k=$((i + 1)) what="${PLAN_WHAT[$i]}" dir="${PLAN_DIR[$i]}" dep="${PLAN_AFTER[$i]}"
+        job[i]=""
+        if [ -f "${PLAN_DONE[$i]}" ]; then
+            echo "[$k/$n] $what: done already (${PLAN_DONE[$i]}), skipped"
+            finished=$((finished + 1))
+            continue
+        fi
+        local key
+        key="$(_job_dir "$dir")"
+        if [ -n "${LIVE_JOB[$key]:-}" ]; then
+            local id_state=(${LIVE_JOB[$key]})
+            job[i]="${id_state[0]}"
+            echo "[$k/$n] $what: $(tr 'A-Z' 'a-z' <<<"${id_state[1]}") already as job ${id_state[0]}, not submitted again"
+            live=$((live + 1))
+            continue
+        fi
+        local args=(--parsable) after=""
+        if [ "$dep" -ge 0 ] && [ -n "${job[dep]}" ]; then
+            after="${job[dep]}"
+            args+=("--dependency=afterok:$after")
+        fi
+        args+=("${SBATCH_EXTRA[@]+"${SBATCH_EXTRA[@]}"}")
+        if [ "$DRY_RUN" = "1" ]; then
+            job[i]="\$JOB_$k"
+            echo "[$k/$n] $what -> $dir"
+            local word line="JOB_$k=\$(sbatch"
+            for word in "${args[@]}"; do
+                case "$word" in --dependency=*) line+=" $word" ;; *) line+=" $(_quote "$word")" ;; esac
+            done
+            echo "$line <<'EOF'"
+            _sbatch_script "$i"
+            echo "EOF"
+            echo ")"
+            continue
+        fi
+        mkdir -p "$dir"
+        _sbatch_script "$i" >"$dir/job.sbatch"
+        local reply
+        reply="$(sbatch "${args[@]}" "$dir/job.sbatch" 2>&1)" ||
+            _die "sbatch refused run $k/$n ($what): $reply (the jobs submitted before it stay queued)"
+        job[i]="${reply%%;*}"
+        echo "[$k/$n] $what -> $dir: submitted as job ${job[i]}${after:+ (after job $after)}"
+        submitted=$((submitted + 1))
+    done
+    if [ "$DRY_RUN" = "1" ]; then
+        echo "== $SWEEP_NAME: dry run, nothing submitted ($finished done, $live queued or running already)"
+        return
+    fi
+    echo "== $SWEEP_NAME: $submitted jobs submitted, $live queued or running already, $finished done;" \
+        "progress: python tools/sweep_status.py $OUT --sweep $SWEEP_NAME (with this sweep's settings)"
 }
 
 # Cross-dataset / domain-generalization sweep: train once per seed on $SOURCE (all classes, $SHOTS shots)

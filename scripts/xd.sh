@@ -8,6 +8,8 @@
 #      $OUT/xd/train/<source>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S> (xd.sh and dg.sh share it);
 #   3. evaluation of that model on each target at $OUT/xd/test/<target>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>.
 # A run whose results.json exists is skipped, so a sweep re-run after a crash redoes nothing finished.
+# Ctrl-C (or SIGTERM / SIGHUP to the sweep): the runs under way get SIGTERM and the sweep waits for them
+# to end (a second Ctrl-C kills them); the next sweep redoes those runs, resuming from their last epoch.
 #
 # Usage: [VAR=value ...] bash scripts/xd.sh [--help]
 # Environment:
@@ -24,12 +26,18 @@
 #   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'
 #   BOOST_OPTS    extra KEY VALUE options for the boosting runs only
 #   GPU           CUDA_VISIBLE_DEVICES of the runs (default: unchanged)
-#   LAUNCHER      local (default) | torchrun (one run over the GPUs in GPU; NPROC processes)
+#   LAUNCHER      local (default) | torchrun (one run over the GPUs in GPU; NPROC processes) |
+#                 slurm (each run one Slurm job, submitted with sbatch after the run it needs: see below)
 #   JOBS          runs side by side (default 1), each on one GPU of GPU (needs as many ids); a run
 #                 starts once the run it needs (boosting, source training) has finished
 #   PYTHON        python command (default python)
 #   DRY_RUN=1     print the commands instead of running them
 #   VERBOSE=1     show each run's output (default: in <run dir>/console.txt and log.txt only)
+# With LAUNCHER=slurm (README "Running on a cluster"): finished runs and runs whose folder has a queued or
+# running job are not submitted; DRY_RUN=1 prints the sbatch scripts; progress: tools/sweep_status.py.
+#   SLURM_PARTITION, SLURM_ACCOUNT, SLURM_TIME   sbatch --partition / --account / --time (default: unset)
+#   SLURM_GPUS_PER_JOB  GPUs of each job (default 1; 0: CPU jobs; > 1: torchrun over them inside the job)
+#   SLURM_EXTRA         more sbatch options, e.g. '--cpus-per-task=8 --mem=64G --qos=normal'
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 case "${1:-}" in -h | --help) caspl_usage "${BASH_SOURCE[0]}" ;; esac

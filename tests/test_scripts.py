@@ -24,6 +24,7 @@ TINY = 'MODEL.BACKBONE.NAME tiny-vit INPUT.SIZE "(32, 32)"'
 FAKE_TRAIN = r"""#!/usr/bin/env bash
 # Fake `python train.py ...`: record the call, then leave what a finished run leaves.
 echo "$*" >> "$FAKE_CALLS"
+printf '%q ' "$@" >> "$FAKE_CALLS.argv" && echo >> "$FAKE_CALLS.argv"  # exact words, for shlex.split
 n=$(wc -l < "$FAKE_CALLS")
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -46,7 +47,13 @@ if [ "${FAKE_KILL_AT:-0}" = "$n" ]; then kill -9 0; fi  # the whole sweep dies m
 if [ "${FAKE_FAIL_AT:-0}" = "$n" ]; then echo "Traceback: boom"; exit 3; fi
 if [ -n "${FAKE_FAIL_MATCH:-}" ] && [[ "$out" == *"$FAKE_FAIL_MATCH"* ]]; then echo "boom"; exit 3; fi
 echo "start $out" >> "$FAKE_CALLS.events"
-sleep "${FAKE_SLEEP:-0}"
+echo "$$" >> "$FAKE_CALLS.pids"
+# Like torchrun with its workers: a child process, stopped with the run when the run gets SIGTERM.
+sleep "${FAKE_SLEEP:-0}" &
+child=$!
+echo "$child" >> "$FAKE_CALLS.pids"
+trap 'kill $child; wait $child; exit 143' TERM
+wait $child
 if [ "$trainer" = CasPL_Boost ]; then echo tensors > "$out/boost_prompts.pt"; fi
 echo '{"metrics": {"accuracy": 50.0}}' > "$out/results.json"
 echo "end $out" >> "$FAKE_CALLS.events"
@@ -58,6 +65,8 @@ def repo(tmp_path: Path) -> Path:
     """A repository copy with the scripts, every dataset config and the trainer configs the tests use."""
     root = tmp_path / "repo"
     shutil.copytree(REPO / "scripts", root / "scripts")
+    shutil.copytree(REPO / "trainers", root / "trainers")  # the sweep reads the registered trainer names
+    (tmp_path / "data").mkdir()
     datasets = ELEVEN.split() + ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r", "synthetic"]
     for name in datasets:
         (root / "configs/datasets").mkdir(parents=True, exist_ok=True)
@@ -249,7 +258,21 @@ def test_boosting_run_is_shared_by_cascaded_trainers(repo):
     assert res.returncode == 0, res.stderr
     new_calls = calls(repo)[n:]
     assert len(new_calls) == 2 and not any("CasPL_Boost" in c for c in new_calls)
-    assert re.search(r"\[1/3\] boost dtd seed1: done already .*boost_prompts.pt", res.stdout)
+    assert re.search(r"\[1/3\] boost dtd seed1: done already .*/seed1/results.json", res.stdout)
+
+
+def test_boosting_run_without_results_json_is_not_finished(repo):
+    """A boosting run killed after writing boost_prompts.pt, before results.json, is run again."""
+    boost_dir = repo.parent / f"out/boost/dtd/{BOOST_CFG}/seed1"
+    boost_dir.mkdir(parents=True)
+    (boost_dir / "boost_prompts.pt").write_text("tensors")
+    res = sweep(repo, "base2new.sh", DATASETS="dtd", SEEDS="1")
+    assert res.returncode == 0, res.stderr
+    assert "done already" not in res.stdout
+    assert [c.split("--trainer ")[1].split()[0] for c in calls(repo)] == ["CasPL_Boost"] + [
+        "CasPL_PromptSRC"
+    ] * 2
+    assert (boost_dir / "results.json").is_file()
 
 
 def test_parallel_jobs_one_gpu_each_after_what_they_need(repo):
@@ -400,3 +423,234 @@ def test_end_to_end_base2new_sweep_on_synthetic_then_tables(tmp_path, data_root)
         out / "base2new/train_base/synthetic/shots_4/CoOp/tiny_coop", parse_test_res.TRAIN_END
     )
     assert abs(means["accuracy"] - sum(acc[("CoOp", "base")]) / 2) <= 0.05
+
+
+@pytest.mark.parametrize("dry_run", ["1", "0"])
+def test_opts_are_split_into_words_never_evaluated(repo, dry_run):
+    marker = repo.parent / "pwned"
+    opts = f"A \"(32, 32)\" B 'x y' C $(touch {marker}) D `touch {marker}` E $HOME"
+    res = sweep(
+        repo, "fewshot.sh", DRY_RUN=dry_run, TRAINER="CoOp", DATASETS="dtd", SEEDS="1", SHOTS="1", OPTS=opts
+    )
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists()  # neither `$(...)` nor backticks ran, in a dry run or a real one
+    argv = (
+        planned(res.stdout)[0][2]
+        if dry_run == "1"
+        else shlex.split((repo.parent / "calls.txt.argv").read_text())
+    )
+    tail = [
+        "A",
+        "(32, 32)",
+        "B",
+        "x y",
+        "C",
+        "$(touch",
+        f"{marker})",
+        "D",
+        "`touch",
+        f"{marker}`",
+        "E",
+        "$HOME",
+    ]
+    assert argv[-len(tail) :] == tail
+
+
+def test_unbalanced_quote_in_opts_is_an_error_naming_it(repo):
+    res = sweep(repo, "fewshot.sh", TRAINER="CoOp", DATASETS="dtd", SEEDS="1", OPTS='INPUT.SIZE "(32, 32)')
+    assert res.returncode == 2 and calls(repo) == []
+    assert "OPTS cannot be split into words" in res.stderr and "INPUT.SIZE" in res.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+@pytest.mark.parametrize(("sig", "jobs", "rc"), [(signal.SIGTERM, "1", 143), (signal.SIGINT, "2", 130)])
+def test_signal_to_the_sweep_stops_its_runs_and_waits_for_them(repo, sig, jobs, rc):
+    """`kill <sweep pid>` or Ctrl-C (SIGINT to the sweep's bash only): no run is left behind."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GPU", "OPTS", "CONFIG", "DATASETS", "SEEDS")}
+    env.update(
+        PYTHON=str(repo.parent / "fake_python"), FAKE_CALLS=str(repo.parent / "calls.txt"),
+        OUT=str(repo.parent / "out"), DATA=str(repo.parent / "data"), DATASETS="dtd eurosat", SEEDS="1",
+        JOBS=jobs, FAKE_SLEEP="60",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        ["bash", "scripts/base2new.sh"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    pids_file = repo.parent / "calls.txt.pids"
+    deadline = time.monotonic() + 30
+    while len(pids_file.read_text().split()) < 2 * int(jobs) if pids_file.exists() else True:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == rc, out + err
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert len(pids) == 2 * int(jobs) and not any(_alive(p) for p in pids)  # runs and their children
+    assert f"SIG{sig.name[3:]}: stopping the {jobs} run(s) under way" in err
+    assert "redone by the next sweep" in err
+    assert not list((repo.parent / "out").rglob("results.json"))
+
+
+def sbatch_jobs(stdout: str) -> list[tuple[str, list[str], str]]:
+    """(what, sbatch command line, job script) of each job a DRY_RUN=1 LAUNCHER=slurm sweep prints."""
+    jobs = re.findall(
+        r"^\[\d+/\d+\] ([^\n]+) -> \S+\n(JOB_\d+=\$\(sbatch [^\n]*) <<'EOF'\n(.*?)\nEOF\n\)$",
+        stdout,
+        re.M | re.S,
+    )
+    return [(what, shlex.split(line, posix=False), script) for what, line, script in jobs]
+
+
+def test_slurm_dry_run_prints_one_sbatch_script_per_run_with_its_dependency(repo, tmp_path):
+    env = {
+        "DRY_RUN": "1", "LAUNCHER": "slurm", "DATASETS": "dtd", "SEEDS": "1", "SLURM_PARTITION": "gpu",
+        "SLURM_ACCOUNT": "lab", "SLURM_TIME": "4:00:00", "SLURM_GPUS_PER_JOB": "2",
+        "SLURM_EXTRA": "--cpus-per-task=8 --mem=64G", "OPTS": TINY,
+    }  # fmt: skip
+    res = sweep(repo, "base2new.sh", **env)
+    assert res.returncode == 0, res.stderr
+    jobs = sbatch_jobs(res.stdout)
+    assert [j[0] for j in jobs] == [
+        "boost dtd seed1", "train base dtd seed1 CasPL_PromptSRC", "test new dtd seed1 CasPL_PromptSRC",
+    ]  # fmt: skip
+    deps = [[w for w in line if w.startswith("--dependency")] for _, line, _ in jobs]
+    assert deps == [[], ["--dependency=afterok:$JOB_1"], ["--dependency=afterok:$JOB_2"]]
+    out = repo.parent / "out"
+    for (_what, line, script), folder in zip(
+        jobs, [f"boost/dtd/{BOOST_CFG}/seed1", f"base2new/train_base/dtd/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed1",
+               f"base2new/test_new/dtd/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed1"],
+    ):  # fmt: skip
+        assert line[-2:] == ["--cpus-per-task=8", "--mem=64G"]
+        options = re.findall(r"^#SBATCH (\S+)$", script, re.M)
+        assert options == [
+            "--job-name=caspl-base2new", f"--comment={out / folder}", f"--output={out / folder}/console.txt",
+            "--nodes=1", "--ntasks=1", "--kill-on-invalid-dep=yes", "--partition=gpu", "--account=lab",
+            "--time=4:00:00", "--gres=gpu:2",
+        ]  # fmt: skip
+        run = shlex.split(script.splitlines()[-1])
+        assert run[:6] == ["exec", str(repo.parent / "fake_python"), "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2"]  # fmt: skip
+        assert run[run.index("--output-dir") + 1] == str(out / folder)
+        assert f"if [ -f {out / folder}/results.json ]" in script  # a job finds its run finished: exits 0
+    assert not out.exists() and calls(repo) == []
+
+
+def test_slurm_launcher_refuses_gpu_and_needs_sbatch(repo, tmp_path):
+    res = sweep(repo, "base2new.sh", LAUNCHER="slurm", GPU="0", DATASETS="dtd", SEEDS="1")
+    assert res.returncode == 2 and "GPU is for local runs" in res.stderr
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    for tool in (
+        "bash",
+        "xargs",
+        "printf",
+        "dirname",
+        "tr",
+        "id",
+        "mkdir",
+        "cat",
+        "ls",
+        "sed",
+        "sort",
+        "grep",
+        "awk",
+    ):
+        if shutil.which(tool):
+            (empty_path / tool).symlink_to(shutil.which(tool))
+    res = sweep(repo, "base2new.sh", LAUNCHER="slurm", DATASETS="dtd", SEEDS="1", PATH=str(empty_path))
+    assert res.returncode == 2 and "needs sbatch and squeue on PATH" in res.stderr and calls(repo) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRAINER": "CasPL_PromptSCR"}, "unknown trainer 'CasPL_PromptSCR' (did you mean CasPL_PromptSRC?)"),
+        ({"TRAINER": "coop"}, "unknown trainer 'coop' (did you mean CoOp?)"),
+        ({"DATASETS": "dtd eurosatt"}, "unknown dataset 'eurosatt' (did you mean eurosat?)"),
+        ({"DATASETS": "dtd", "DATA": "/nonexistent/data"}, "DATA=/nonexistent/data is not a folder"),
+    ],
+)
+def test_bad_trainer_dataset_or_data_stop_the_sweep_before_any_run(repo, env, message):
+    res = sweep(repo, "base2new.sh", SEEDS="1", **{"DATASETS": "dtd", **env})
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert calls(repo) == [] and "[1/" not in res.stdout
+
+
+def test_xd_checks_the_source_dataset(repo):
+    res = sweep(repo, "xd.sh", SEEDS="1", SOURCE="imagnet", DRY_RUN="1")
+    assert res.returncode == 2 and "unknown dataset 'imagnet' (did you mean imagenet?)" in res.stderr
+    # A missing DATA folder is only a warning in a dry run (and Synthetic creates itself anyway).
+    dry = sweep(repo, "base2new.sh", SEEDS="1", DATASETS="dtd", DATA="/nonexistent/data", DRY_RUN="1")
+    assert dry.returncode == 0 and "WARNING: DATA=/nonexistent/data is not a folder" in dry.stderr
+    synthetic = sweep(
+        repo, "base2new.sh", SEEDS="1", DATASETS="synthetic", DATA="/nonexistent/data", DRY_RUN="1"
+    )
+    assert synthetic.returncode == 0 and "WARNING" not in synthetic.stderr
+
+
+FAKE_SBATCH = r"""#!/usr/bin/env bash
+# Fake sbatch: queue the job (id, PENDING, the script's --comment) where the fake squeue reads it.
+id=$((100 + $(cat "$FAKE_QUEUE.sbatch" 2>/dev/null | wc -l)))
+comment="$(sed -n 's/^#SBATCH --comment=//p' "${@: -1}")"
+echo "$id|PENDING|$comment" >> "$FAKE_QUEUE"
+echo "$id ${*:1:$#-1}" >> "$FAKE_QUEUE.sbatch"
+echo "$id"
+"""
+
+
+def test_slurm_submission_skips_queued_and_finished_runs_and_waits_for_queued_ones(repo, tmp_path):
+    """xd.sh then dg.sh share the source model: its queued job is reused as the DG jobs' dependency."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "squeue").write_text('#!/bin/sh\ncat "$FAKE_QUEUE" 2>/dev/null || true\n')
+    for tool in ("sbatch", "squeue"):
+        (bin_dir / tool).chmod(0o755)
+    queue = tmp_path / "queue"
+    env = {
+        "LAUNCHER": "slurm",
+        "SEEDS": "1",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_QUEUE": str(queue),
+    }
+    xd = sweep(repo, "xd.sh", **env)
+    assert xd.returncode == 0, xd.stderr
+    assert xd.stdout.count("submitted as job") == 12 and calls(repo) == []  # nothing runs here
+    submitted = [line.split() for line in (tmp_path / "queue.sbatch").read_text().splitlines()]
+    assert submitted[0] == ["100", "--parsable"]  # the boosting run needs nothing
+    assert submitted[1] == ["101", "--parsable", "--dependency=afterok:100"]  # the source model: boosting
+    assert all(s[1:] == ["--parsable", "--dependency=afterok:101"] for s in submitted[2:])  # the targets
+
+    dg = sweep(repo, "dg.sh", **env)
+    assert dg.returncode == 0, dg.stderr
+    assert "[1/6] boost imagenet seed1: pending already as job 100, not submitted again" in dg.stdout
+    assert "[2/6] train imagenet seed1 CasPL_PromptSRC: pending already as job 101" in dg.stdout
+    new = [line.split() for line in (tmp_path / "queue.sbatch").read_text().splitlines()[12:]]
+    assert [s[0] for s in new] == ["112", "113", "114", "115"]
+    assert all(s[1:] == ["--parsable", "--dependency=afterok:101"] for s in new)
+
+    # Once the source model is finished and out of the queue, a new target needs no dependency; queued
+    # targets are still not submitted again.
+    lines = queue.read_text().splitlines()
+    queue.write_text("\n".join(line for line in lines if not line.startswith(("100|", "101|"))) + "\n")
+    train_dir = repo.parent / f"out/xd/train/imagenet/shots_16/CasPL_PromptSRC/{B2N_CFG}_cross_datasets/seed1"
+    (train_dir / "results.json").write_text("{}")
+    (repo.parent / f"out/boost/imagenet/{BOOST_CFG}/seed1/results.json").write_text("{}")
+    again = sweep(repo, "dg.sh", **{**env, "DATASETS": "imagenetv2 imagenet_r synthetic"})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("done already") == 2 and again.stdout.count("pending already") == 2
+    (last,) = [line.split() for line in (tmp_path / "queue.sbatch").read_text().splitlines()[16:]]
+    assert last == ["116", "--parsable"]
+    assert (
+        "0 queued" not in again.stdout
+        and "1 jobs submitted, 2 queued or running already, 2 done" in again.stdout
+    )
