@@ -7,11 +7,24 @@ from yacs.config import CfgNode
 
 from caspl.config.defaults import get_cfg_default
 
+YAML_SUFFIXES = (".yaml", ".yml")
 
-def merge_file(cfg: CfgNode, path: str, what: str) -> None:
-    """merge_from_file with errors that name the file (missing, unknown key, wrong type)."""
+
+def check_yaml_path(path: str, what: str) -> str:
+    """`path` if it names an existing YAML file: yacs would execute a `.py` config file, so refuse it first."""
+    if Path(path).suffix.lower() not in YAML_SUFFIXES:
+        raise ValueError(
+            f"{what} {path}: only YAML config files (.yaml / .yml) are accepted; "
+            "Python config files are refused because loading them would run their code"
+        )
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def merge_file(cfg: CfgNode, path: str, what: str) -> None:
+    """Merge a YAML config file into `cfg` with errors that name the file (missing, syntax, unknown key, type)."""
+    check_yaml_path(path, what)
     try:
         cfg.merge_from_file(path)
     except KeyError as e:
