@@ -1,5 +1,7 @@
 """Reliability of the config path (issue 11): YAML only, named syntax errors, one validation after merging."""
 
+from pathlib import Path
+
 import pytest
 
 from caspl.config import build_arg_parser, setup_cfg
@@ -28,3 +30,35 @@ def test_yml_suffix_is_accepted(tmp_path):
     f = tmp_path / "c.yml"
     f.write_text("OPTIM:\n  LR: 0.25\n")
     assert setup_cfg(_args("--config-file", str(f))).OPTIM.LR == 0.25
+
+
+# ---------------------------------------------------------------- item 16: malformed YAML
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("OPTIM:\n  LR: 0.1\n  NAME: [sgd\nTRAIN:\n  PRINT_FREQ: 5\n")
+    with pytest.raises(ValueError) as e:
+        setup_cfg(_args("--config-file", str(bad)))
+    msg = str(e.value)
+    assert str(bad) in msg and "<unicode string>" not in msg
+    line = int(msg.split(", line ")[1].split(",")[0])
+    assert 3 <= line <= 5  # where the unclosed list is noticed
+
+
+def test_yaml_that_is_not_a_mapping_names_the_file(tmp_path):
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="list.yaml: expected a mapping"):
+        setup_cfg(_args("--dataset-config-file", str(bad)))
+
+
+def test_empty_yaml_changes_nothing(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    assert setup_cfg(_args("--config-file", str(empty))).OPTIM.LR == setup_cfg(_args()).OPTIM.LR
+
+
+def test_type_errors_still_name_the_file(tmp_path):
+    bad = tmp_path / "typed.yaml"
+    bad.write_text("OPTIM:\n  MAX_EPOCH: 'ten'\n")
+    with pytest.raises(ValueError, match=str(Path(bad).name)):
+        setup_cfg(_args("--config-file", str(bad)))
