@@ -7,6 +7,7 @@ import yaml
 from yacs.config import CfgNode
 
 from caspl.config.defaults import get_cfg_default
+from caspl.config.validate import validate_cfg
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -90,6 +91,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         cfg.merge_from_list(opts)
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys here
         raise KeyError(f"command-line option: {e.args[0] if e.args else e}") from None
+    validate_cfg(cfg, training=not (getattr(args, "eval_only", False) or getattr(args, "no_train", False)))
     cfg.freeze()
     return cfg
 
