@@ -316,16 +316,20 @@ def check_split_dataset(root: str, cls: type[CoOpDataset], downloader: Downloade
         prefix = (
             dataset_dir if cls.split_prefix_is_dataset_dir else os.path.join(dataset_dir, cls.image_subdir)
         )
-        try:
+        try:  # also checks labels and class names (caspl.data.checks)
             train, val, test = DatasetBase.read_split(split_path, prefix)
-        except (ValueError, FileNotFoundError) as e:
-            return Report(name, "incomplete", notes=[f"unreadable split file: {e}"])
+        except (ValueError, FileNotFoundError) as e:  # keeps the notes so far ("downloaded ...")
+            report.status = "incomplete"
+            report.notes.append(f"unreadable or inconsistent split file: {e}")
+            return report
         items = train + val + test
     else:
         try:
             items = [d for part in _fgvc_lists(dataset_dir, cls) for d in part]
         except FileNotFoundError as e:
             return Report(name, "incomplete", notes=[f"missing {e.filename}", f"layout:\n{cls.layout}"])
+        except ValueError as e:  # SplitError: a list contradicts variants.txt or itself
+            return Report(name, "incomplete", notes=[f"inconsistent annotation lists: {e}"])
     paths = sorted({d.impath for d in items})
     missing = [p for p in paths if not os.path.isfile(p)]
     report.expected, report.found = len(paths), len(paths) - len(missing)
@@ -349,7 +353,10 @@ def check_wnid_dataset(root: str, cls: type) -> Report:
     dataset_dir = os.path.join(root, cls.folder)
     if not os.path.isdir(dataset_dir):
         return _missing_report(name, dataset_dir, cls.layout)
-    names = imagenet_classnames(dataset_dir)
+    try:
+        names = imagenet_classnames(dataset_dir)
+    except ValueError as e:  # SplitError: a repeated wnid or name in classnames.txt
+        return Report(name, "incomplete", notes=[f"invalid class list: {e}"])
     if name == "ImageNet":
         parts = {os.path.join(dataset_dir, "images", p): list(names) for p in ("train", "val")}
     elif name == "ImageNetV2":
