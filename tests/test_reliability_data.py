@@ -192,3 +192,118 @@ def test_prepare_data_reports_a_bad_split_and_a_bad_classnames_file(tmp_path):
     (tmp_path / "imagenet/classnames.txt").write_text("n01440764 tench\nn01440764 tench\n")
     report = prepare_data.check_dataset(str(tmp_path), "ImageNet")
     assert report.status == "incomplete" and "wnid n01440764 repeats line 1" in " ".join(report.notes)
+
+
+# ---------------------------------------------------------------- item 14: archive extraction
+def _tar(path: Path, entries: list[tuple[str, str, object]]) -> Path:
+    """A tar of (name, kind, payload) in order: kind 'file' (bytes), 'dir', 'sym' / 'hard' (link target)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, kind, payload in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE}[kind]
+            if kind in ("sym", "hard"):
+                info.linkname = payload
+            tar.addfile(info)
+    return path
+
+
+# The chain of the issue: each link looks harmless on its own (normpath of 'a/..' is '.'), but on disk
+# a2 -> a/.. is the extraction folder's parent and a3 -> a2/.. its grandparent.
+CHAIN = [
+    ("b", "dir", None),
+    ("a", "sym", "b/.."),
+    ("a2", "sym", "a/.."),
+    ("a3", "sym", "a2/.."),
+    ("a3/victim/file", "file", b"pwned"),
+]
+
+
+@pytest.mark.parametrize("interpreter_filter", [True, False])
+def test_symlink_chain_is_refused_as_unsafe_with_or_without_data_filter(
+    tmp_path, monkeypatch, interpreter_filter
+):
+    import tarfile
+
+    from tools import archives
+
+    if not interpreter_filter:  # Python 3.10.0-3.10.11 / 3.11.0-3.11.3
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    box = tmp_path / "box" / "inner"  # the victim folder would be tmp_path/box/victim or tmp_path/victim
+    root, store = box / "data", box / "data" / "archives" / "dtd"
+    store.mkdir(parents=True)
+    _tar(store / "dtd.tar", [("dtd/images/a/a.jpg", "file", b"x"), *CHAIN])
+    entry = archives.Archive(("http://127.0.0.1:9/unused",), "dtd.tar", (("dtd", "dtd"),))
+    with pytest.raises(archives.ArchiveError) as err:
+        archives.install(entry, str(root), str(store))
+    msg = str(err.value)
+    assert err.value.status == "bad archive" and "unsafe member" in msg and "corrupt" not in msg
+    assert "a2" in msg or "a3" in msg
+    assert not list(tmp_path.rglob("victim")) and not (root / "dtd").exists()
+    assert not list(root.glob(".extract-*"))
+
+
+def test_extract_tar_refuses_each_escape(tmp_path):
+    from tools import archives
+
+    cases = {
+        "abs-link": [("l", "sym", "/etc")],
+        "up-link": [("d", "dir", None), ("d/l", "sym", "../..")],
+        "through-link": [("d", "dir", None), ("l", "sym", "d"), ("l", "file", b"x")],
+        "hard-out": [("h", "hard", "../outside.txt")],
+        "hard-missing": [("h", "hard", "nothing")],
+        "replace": [("f", "file", b"1"), ("f", "file", b"2")],
+        "dotdot": [("x/../../up.txt", "file", b"x")],
+        "absolute": [("/tmp/abs-escape-caspl.txt", "file", b"x")],
+    }
+    (tmp_path / "outside.txt").write_text("secret")
+    for case, entries in cases.items():
+        dest = tmp_path / case
+        dest.mkdir()
+        with pytest.raises(archives.ArchiveError, match="unsafe member") as e:
+            archives.extract(str(_tar(tmp_path / f"{case}.tar", entries)), str(dest), "x.tar")
+        assert "corrupt" not in str(e.value), case
+    assert not Path("/tmp/abs-escape-caspl.txt").exists() and not (tmp_path / "up.txt").exists()
+
+
+def test_extract_tar_keeps_links_that_stay_inside(tmp_path):
+    from tools import archives
+
+    entries = [
+        ("top/images/a.jpg", "file", b"jpeg"),
+        ("top/alias", "sym", "images"),
+        ("top/alias/b.jpg", "file", b"second"),  # written through an inside link into images/
+        ("top/copy.jpg", "hard", "top/images/a.jpg"),
+    ]
+    dest = tmp_path / "out"
+    dest.mkdir()
+    archives.extract(str(_tar(tmp_path / "ok.tar", entries)), str(dest), "ok.tar")
+    assert (dest / "top/images/b.jpg").read_bytes() == b"second"
+    assert (dest / "top/copy.jpg").read_bytes() == b"jpeg" and (dest / "top/alias").is_symlink()
+
+
+@pytest.mark.parametrize(
+    "member",
+    ["../escape.txt", "ok/../../escape.txt", "/tmp/abs-escape-caspl.txt", "C:/x.txt", "..\\escape.txt"],
+)
+def test_zip_members_escaping_are_refused_as_unsafe(tmp_path, member):
+    import zipfile
+
+    from tools import archives
+
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("ok/a.jpg", b"x")
+        z.writestr(member, b"x")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(archives.ArchiveError, match=r"unsafe member .*absolute or '\.\.'"):
+        archives.extract(str(path), str(dest), "a.zip")
+    assert list(dest.iterdir()) == []  # refused before anything is written
+    assert not list(tmp_path.rglob("escape.txt")) and not Path("/tmp/abs-escape-caspl.txt").exists()
