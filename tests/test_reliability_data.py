@@ -307,3 +307,43 @@ def test_zip_members_escaping_are_refused_as_unsafe(tmp_path, member):
         archives.extract(str(path), str(dest), "a.zip")
     assert list(dest.iterdir()) == []  # refused before anything is written
     assert not list(tmp_path.rglob("escape.txt")) and not Path("/tmp/abs-escape-caspl.txt").exists()
+
+
+# ---------------------------------------------------------------- item 17: the umask is respected
+@pytest.fixture(params=[0o002, 0o077])
+def umask(request):
+    import os
+
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_synthetic_folder_split_and_fewshot_cache_follow_the_umask(tmp_path, umask):
+    data = _build(tmp_path, "Synthetic", NUM_SHOTS=2)
+    folder = tmp_path / "synthetic"
+    assert len(data.train_x) == 24
+    assert _mode(folder) == 0o777 & ~umask and _mode(folder / "images") == 0o777 & ~umask
+    assert _mode(folder / "split_synthetic.json") == 0o666 & ~umask
+    cache = folder / "split_fewshot/shot_2-seed_1.json"
+    assert _mode(cache) == 0o666 & ~umask and _mode(cache.parent) == 0o777 & ~umask
+
+
+def test_downloads_follow_the_umask(tmp_path, umask):
+    from tools import archives, prepare_data
+
+    def _download(_id: str, out: str) -> None:
+        Path(out).write_bytes(b'{"train": [], "val": [], "test": []}')
+
+    target = tmp_path / "split.json"
+    assert prepare_data.fetch_new_file("id", str(target), _download) == "downloaded"
+    assert _mode(target) == 0o666 & ~umask
+    entry = archives.Archive(("gdrive:abc",), "notes.txt", (("notes.txt", "misc/notes.txt"),))
+    root, store = tmp_path / "data", tmp_path / "data/archives/misc"
+    root.mkdir()
+    archives.install(entry, str(root), str(store), gdrive=_download, keep=True)
+    assert _mode(store / "notes.txt") == 0o666 & ~umask and _mode(root / "misc/notes.txt") == 0o666 & ~umask

@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from caspl.data.io import chmod_as_created
+
 GDRIVE = "gdrive:"  # an Archive URL "gdrive:<id>" is a Google Drive file id, fetched with gdown
 CHUNK = 1 << 20
 TIMEOUT_S = 60  # per socket operation, not for the whole download
@@ -104,6 +106,7 @@ def fetch(archive: Archive, dest: str, gdrive: Downloader | None) -> str:
     for url in archive.urls:
         fd, tmp = tempfile.mkstemp(prefix=f".{archive.filename}.", suffix=".part", dir=folder)
         os.close(fd)
+        chmod_as_created(tmp)  # a kept archive is read by the group like the data
         try:
             if url.startswith(GDRIVE):
                 if gdrive is None:

@@ -26,6 +26,7 @@ from tabulate import tabulate  # noqa: E402
 import datasets  # noqa: E402, F401  (registers the datasets)
 from caspl.data import DatasetBase  # noqa: E402
 from caspl.data.coop import CoOpDataset, imagenet_classnames, imagenet_subset_wnids  # noqa: E402
+from caspl.data.io import chmod_as_created  # noqa: E402
 from caspl.registry import DATASET_REGISTRY  # noqa: E402
 from tools.archives import GDRIVE, Archive, ArchiveError, display_url, install, is_installed  # noqa: E402
 
@@ -262,6 +263,7 @@ def fetch_new_file(file_id: str, target: str, downloader: Downloader) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".download-", dir=os.path.dirname(target))
     os.close(fd)
     try:
+        chmod_as_created(tmp)  # the split file is read by every user of the data root
         downloader(file_id, tmp)
         if not os.path.exists(target):  # re-check: another process may have written it meanwhile
             os.replace(tmp, target)
