@@ -3,6 +3,7 @@
 import os
 
 from caspl.data import Datum
+from caspl.data.checks import check_split, class_index, lookup_class, numbered_lines
 from caspl.data.coop import CoOpDataset
 from caspl.registry import DATASET_REGISTRY
 
@@ -23,12 +24,13 @@ class FGVCAircraft(CoOpDataset):
 
     def load_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         try:
-            with open(os.path.join(self.dataset_dir, "variants.txt")) as f:
-                classnames = [line.strip() for line in f if line.strip()]
-            cname2lab = {c: i for i, c in enumerate(classnames)}
-            return tuple(
-                self._read_list(cname2lab, f"images_variant_{s}.txt") for s in ("train", "val", "test")
-            )
+            variants = os.path.join(self.dataset_dir, "variants.txt")
+            cname2lab = class_index(numbered_lines(variants), variants)
+            parts = {
+                s: self._read_list(cname2lab, f"images_variant_{s}.txt") for s in ("train", "val", "test")
+            }
+            check_split(parts, f"FGVCAircraft: the lists images_variant_*.txt under {self.dataset_dir}")
+            return parts["train"], parts["val"], parts["test"]
         except FileNotFoundError as e:
             from caspl.data import DatasetLayoutError  # noqa: PLC0415
 
@@ -38,17 +40,15 @@ class FGVCAircraft(CoOpDataset):
 
     def _read_list(self, cname2lab: dict[str, int], name: str) -> list[Datum]:
         items = []
-        with open(os.path.join(self.dataset_dir, name)) as f:
-            for line in f:
+        path = os.path.join(self.dataset_dir, name)
+        with open(path) as f:
+            for n, line in enumerate(f, start=1):
                 parts = line.strip().split(" ")
                 if not parts[0]:
                     continue
                 classname = " ".join(parts[1:])
+                label = lookup_class(cname2lab, classname, path, n, "variants.txt")
                 items.append(
-                    Datum(
-                        os.path.join(self.image_dir, parts[0] + ".jpg"),
-                        cname2lab[classname],
-                        classname=classname,
-                    )
+                    Datum(os.path.join(self.image_dir, parts[0] + ".jpg"), label, classname=classname)
                 )
         return items

@@ -4,7 +4,8 @@ import os
 from typing import Any
 
 from caspl.data import DatasetBase, Datum
-from caspl.data.coop import imagenet_classnames, read_wnid_folders
+from caspl.data.checks import check_split
+from caspl.data.coop import imagenet_classnames, published_duplicate_names, read_wnid_folders
 from caspl.data.io import check_root, require
 from caspl.registry import DATASET_REGISTRY
 
@@ -32,6 +33,12 @@ class ImageNet(DatasetBase):
             require(os.path.join(self.image_dir, part), "ImageNet", LAYOUT)
         train = read_wnid_folders(os.path.join(self.image_dir, "train"), classnames, "ImageNet")
         test = read_wnid_folders(os.path.join(self.image_dir, "val"), classnames, "ImageNet")
+        # labels come from each folder's sorted listing: a wnid folder missing from one part would shift them
+        check_split(
+            {"train": train, "val": test},
+            f"ImageNet: the wnid folders under {self.image_dir}",
+            allowed_duplicate_names=published_duplicate_names(),
+        )
         train, _, test = self.build_splits(cfg, train, None, test, fewshot_val=False)
         super().__init__(train_x=train, val=test, test=test)
 
@@ -55,6 +62,11 @@ class _TestOnlyImageNetVariant(DatasetBase):
             raise FileNotFoundError(
                 f"{name}: no images under {self.image_dir}\nExpected layout:\n{self.layout}"
             )
+        check_split(
+            {"test": data},
+            f"{name}: the class folders under {self.image_dir}",
+            allowed_duplicate_names=published_duplicate_names(),
+        )
         self._full_train = data
         super().__init__(train_x=data, test=data)
 

@@ -3,6 +3,7 @@
 import os
 
 from caspl.data import Datum
+from caspl.data.checks import SplitError
 from caspl.data.coop import CoOpDataset
 from caspl.data.splits import split_trainval
 from caspl.registry import DATASET_REGISTRY
@@ -44,8 +45,13 @@ class StanfordCars(CoOpDataset):
         annos = loadmat(anno_file)["annotations"][0]
         names = loadmat(meta_file)["class_names"][0]
         items = []
-        for a in annos:
+        for i, a in enumerate(annos):
             label = int(a["class"][0, 0]) - 1
+            if not 0 <= label < len(names):
+                raise SplitError(
+                    f"{anno_file}: annotation {i} ({a['fname'][0]}) has class {label + 1}; expected 1..{len(names)} "
+                    f"(the classes of {meta_file})"
+                )
             words = str(names[label][0]).split(" ")
             classname = " ".join([words[-1]] + words[:-1])  # "Tesla Model S 2012" -> "2012 Tesla Model S"
             items.append(

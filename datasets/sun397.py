@@ -3,6 +3,7 @@
 import os
 
 from caspl.data import Datum
+from caspl.data.checks import class_index, lookup_class, numbered_lines
 from caspl.data.coop import CoOpDataset
 from caspl.data.splits import split_trainval
 from caspl.registry import DATASET_REGISTRY
@@ -22,9 +23,8 @@ class SUN397(CoOpDataset):
 |-- ClassName.txt, Training_01.txt, Testing_01.txt, ...  (from Partitions.zip)"""
 
     def split_from_annotations(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        with open(os.path.join(self.dataset_dir, "ClassName.txt")) as f:
-            classes = [line.strip()[1:] for line in f if line.strip()]
-        cname2lab = {c: i for i, c in enumerate(classes)}
+        path = os.path.join(self.dataset_dir, "ClassName.txt")
+        cname2lab = class_index([(n, text[1:]) for n, text in numbered_lines(path)], path)
         trainval = self._read_list(cname2lab, "Training_01.txt")
         test = self._read_list(cname2lab, "Testing_01.txt")
         train, val = split_trainval(trainval)
@@ -32,14 +32,13 @@ class SUN397(CoOpDataset):
 
     def _read_list(self, cname2lab: dict[str, int], name: str) -> list[Datum]:
         items = []
-        with open(os.path.join(self.dataset_dir, name)) as f:
-            for line in f:
-                imname = line.strip()[1:]
-                if not imname:
-                    continue
-                folder = os.path.dirname(imname)
-                words = folder.split("/")[1:][::-1]  # drop the initial letter; "indoor"/"outdoor" first
-                items.append(
-                    Datum(os.path.join(self.image_dir, imname), cname2lab[folder], classname=" ".join(words))
-                )
+        path = os.path.join(self.dataset_dir, name)
+        for n, text in numbered_lines(path):
+            imname = text[1:]
+            if not imname:
+                continue
+            folder = os.path.dirname(imname)
+            words = folder.split("/")[1:][::-1]  # drop the initial letter; "indoor"/"outdoor" first
+            label = lookup_class(cname2lab, folder, path, n, "ClassName.txt")
+            items.append(Datum(os.path.join(self.image_dir, imname), label, classname=" ".join(words)))
         return items

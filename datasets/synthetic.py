@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from caspl.data import DatasetBase
+from caspl.data.io import chmod_as_created
 from caspl.registry import DATASET_REGISTRY
 
 CLASSNAMES = (
@@ -55,6 +56,7 @@ def generate_synthetic(dataset_dir: str) -> None:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".synthetic-tmp-", dir=parent)
     try:
+        chmod_as_created(tmp)  # mkdtemp's 0700 would outlive the rename below
         rng = np.random.default_rng(SEED)
         split: dict[str, list[list[Any]]] = {"train": [], "val": [], "test": []}
         for label, name in enumerate(CLASSNAMES):

@@ -4,6 +4,7 @@ import os
 import re
 
 from caspl.data import Datum
+from caspl.data.checks import SplitError, lookup_class, numbered_lines
 from caspl.data.coop import CoOpDataset
 from caspl.data.splits import split_trainval
 from caspl.registry import DATASET_REGISTRY
@@ -28,12 +29,19 @@ class UCF101(CoOpDataset):
 |-- split_zhou_UCF101.json"""
 
     def split_from_annotations(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        cname2lab = {}
-        with open(os.path.join(self.dataset_dir, "ucfTrainTestlist", "classInd.txt")) as f:
-            for line in f:
-                if line.strip():
-                    label, action = line.strip().split(" ")
-                    cname2lab[action] = int(label) - 1
+        cname2lab: dict[str, int] = {}
+        path = os.path.join(self.dataset_dir, "ucfTrainTestlist", "classInd.txt")
+        for n, text in numbered_lines(path):
+            fields = text.split(" ")
+            if len(fields) != 2 or not fields[0].isdigit():
+                raise SplitError(f"{path}, line {n}: {text!r} is not '<label> <action>'")
+            label, action = int(fields[0]) - 1, fields[1]
+            if action in cname2lab or label in cname2lab.values():
+                raise SplitError(
+                    f"{path}, line {n}: {text!r} repeats an action or a label of an earlier line; "
+                    "expected each action and label once"
+                )
+            cname2lab[action] = label
         trainval = self._read_list(cname2lab, "trainlist01.txt")
         test = self._read_list(cname2lab, "testlist01.txt")
         train, val = split_trainval(trainval)
@@ -41,13 +49,15 @@ class UCF101(CoOpDataset):
 
     def _read_list(self, cname2lab: dict[str, int], name: str) -> list[Datum]:
         items = []
-        with open(os.path.join(self.dataset_dir, "ucfTrainTestlist", name)) as f:
-            for line in f:
-                entry = line.strip().split(" ")[0]
-                if not entry:
-                    continue
-                action, filename = entry.split("/")
-                renamed = split_camel_case(action)
-                impath = os.path.join(self.image_dir, renamed, filename.replace(".avi", ".jpg"))
-                items.append(Datum(impath, cname2lab[action], classname=renamed))
+        path = os.path.join(self.dataset_dir, "ucfTrainTestlist", name)
+        for n, text in numbered_lines(path):
+            entry = text.split(" ")[0]
+            if entry.count("/") != 1:
+                raise SplitError(f"{path}, line {n}: {entry!r} is not '<action>/<video>.avi'")
+            action, filename = entry.split("/")
+            renamed = split_camel_case(action)
+            impath = os.path.join(self.image_dir, renamed, filename.replace(".avi", ".jpg"))
+            items.append(
+                Datum(impath, lookup_class(cname2lab, action, path, n, "classInd.txt"), classname=renamed)
+            )
         return items

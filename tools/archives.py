@@ -10,7 +10,6 @@ import errno
 import gzip
 import hashlib
 import os
-import posixpath
 import shutil
 import sys
 import tarfile
@@ -20,6 +19,8 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from caspl.data.io import chmod_as_created
 
 GDRIVE = "gdrive:"  # an Archive URL "gdrive:<id>" is a Google Drive file id, fetched with gdown
 CHUNK = 1 << 20
@@ -105,6 +106,7 @@ def fetch(archive: Archive, dest: str, gdrive: Downloader | None) -> str:
     for url in archive.urls:
         fd, tmp = tempfile.mkstemp(prefix=f".{archive.filename}.", suffix=".part", dir=folder)
         os.close(fd)
+        chmod_as_created(tmp)  # a kept archive is read by the group like the data
         try:
             if url.startswith(GDRIVE):
                 if gdrive is None:
@@ -138,30 +140,89 @@ def _escapes(name: str) -> bool:
     return p.startswith("/") or (len(p) > 1 and p[1] == ":") or ".." in p.split("/")
 
 
-def _check_tar_member(m: tarfile.TarInfo) -> tarfile.TarInfo:
-    if _escapes(m.name):
-        raise ArchiveError("bad archive", f"refused unsafe member {m.name!r} (absolute or '..')")
-    if m.issym() or m.islnk():
-        # a symlink target is relative to the link's folder, a hard link's to the archive root
-        target = posixpath.join(posixpath.dirname(m.name), m.linkname) if m.issym() else m.linkname
-        if m.linkname.startswith("/") or posixpath.normpath(target).split("/")[0] == "..":
-            raise ArchiveError(
-                "bad archive", f"refused link {m.name!r} -> {m.linkname!r} leaving the archive"
-            )
-    elif not (m.isfile() or m.isdir()):
-        raise ArchiveError("bad archive", f"refused special file {m.name!r}")
-    return m
+def _unsafe(name: str, why: str) -> ArchiveError:
+    return ArchiveError("bad archive", f"refused unsafe member {name!r}: {why}")
+
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _member_target(root: str, name: str) -> str:
+    """Where member `name` goes under the real folder `root`: its parent resolved on disk (through the links
+    made so far) must lie inside `root`, and the member itself is never written through a link."""
+    if not name or _escapes(name):
+        raise _unsafe(name, "absolute or '..' path")
+    full = os.path.join(root, *[p for p in name.replace("\\", "/").split("/") if p not in ("", ".")])
+    parent = os.path.realpath(os.path.dirname(full))
+    if not _inside(root, parent):
+        raise _unsafe(name, f"its folder resolves to {parent}, outside the extraction folder")
+    target = os.path.join(parent, os.path.basename(full))
+    if os.path.islink(target):
+        raise _unsafe(name, "it would be written through a link of the archive")
+    return target
+
+
+def _link_escapes(root: str) -> str:
+    """The first symlink under `root` whose target resolves outside it (after the whole archive), or ""."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for entry in dirnames + filenames:
+            path = os.path.join(dirpath, entry)
+            if os.path.islink(path) and not _inside(root, os.path.realpath(path)):
+                return os.path.relpath(path, root)
+    return ""
 
 
 def _extract_tar(path: str, dest: str) -> None:
+    """Extract regular files, folders and links whose targets stay inside `dest`, one member at a time.
+
+    Nothing depends on the interpreter's `tarfile.data_filter` (absent before Python 3.10.12 / 3.11.4):
+    each member's folder is resolved on disk, through the links extracted before it, so a chain of links
+    (`a -> b/..`, `a2 -> a/..`, then `a2/x`) cannot lead a write outside; a link's target is resolved the
+    same way, no member replaces an existing entry (but a folder may repeat), and special files are
+    refused. Files are created with the process umask.
+    """
+    root = os.path.realpath(dest)
     with tarfile.open(path, "r:*") as tar:
         # members checked one by one as the (possibly compressed) stream is read, so it is read once
-        members = (_check_tar_member(m) for m in tar)
-        data_filter = getattr(tarfile, "data_filter", None)  # Python >= 3.11.4 / 3.10.12: a second guard
-        if data_filter is not None:
-            tar.extractall(dest, members=members, filter=data_filter)
-        else:
-            tar.extractall(dest, members=members)
+        for m in tar:
+            target = _member_target(root, m.name)
+            if m.isdir():
+                if os.path.lexists(target) and not os.path.isdir(target):
+                    raise _unsafe(m.name, "a folder over an existing entry")
+                os.makedirs(target, exist_ok=True)
+                continue
+            if os.path.lexists(target):
+                raise _unsafe(m.name, "it would replace an entry extracted before it")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if m.issym():
+                resolved = os.path.realpath(os.path.join(os.path.dirname(target), m.linkname))
+                if m.linkname.startswith("/") or not _inside(root, resolved):
+                    raise _unsafe(m.name, f"link to {m.linkname!r} leaves the extraction folder")
+                os.symlink(m.linkname, target)
+            elif m.islnk():  # a hard link names another member, relative to the archive root
+                try:
+                    source = _member_target(root, m.linkname)
+                except ArchiveError:
+                    raise _unsafe(
+                        m.name, f"hard link to {m.linkname!r} leaves the extraction folder"
+                    ) from None
+                if not os.path.isfile(source):
+                    raise _unsafe(
+                        m.name, f"hard link to {m.linkname!r}, which is not a file extracted before it"
+                    )
+                os.link(source, target)
+            elif m.isfile():
+                src = tar.extractfile(m)
+                assert src is not None  # a regular file member always has data
+                with src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+                os.utime(target, (m.mtime, m.mtime))
+            else:
+                raise _unsafe(m.name, "special file (device, fifo, ...)")
+    escaped = _link_escapes(root)  # a dangling link made real by a later member
+    if escaped:
+        raise _unsafe(escaped, "its link resolves outside the extraction folder")
 
 
 def _extract_zip(path: str, dest: str) -> None:
@@ -169,7 +230,7 @@ def _extract_zip(path: str, dest: str) -> None:
         # zipfile would silently rewrite such names; refuse the archive instead
         for name in z.namelist():
             if _escapes(name):
-                raise ArchiveError("bad archive", f"refused unsafe member {name!r} (absolute or '..')")
+                raise _unsafe(name, "absolute or '..' path")
         z.extractall(dest)  # checks each member's CRC as it goes
 
 

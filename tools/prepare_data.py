@@ -26,6 +26,7 @@ from tabulate import tabulate  # noqa: E402
 import datasets  # noqa: E402, F401  (registers the datasets)
 from caspl.data import DatasetBase  # noqa: E402
 from caspl.data.coop import CoOpDataset, imagenet_classnames, imagenet_subset_wnids  # noqa: E402
+from caspl.data.io import chmod_as_created  # noqa: E402
 from caspl.registry import DATASET_REGISTRY  # noqa: E402
 from tools.archives import GDRIVE, Archive, ArchiveError, display_url, install, is_installed  # noqa: E402
 
@@ -262,6 +263,7 @@ def fetch_new_file(file_id: str, target: str, downloader: Downloader) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".download-", dir=os.path.dirname(target))
     os.close(fd)
     try:
+        chmod_as_created(tmp)  # the split file is read by every user of the data root
         downloader(file_id, tmp)
         if not os.path.exists(target):  # re-check: another process may have written it meanwhile
             os.replace(tmp, target)
@@ -316,16 +318,20 @@ def check_split_dataset(root: str, cls: type[CoOpDataset], downloader: Downloade
         prefix = (
             dataset_dir if cls.split_prefix_is_dataset_dir else os.path.join(dataset_dir, cls.image_subdir)
         )
-        try:
+        try:  # also checks labels and class names (caspl.data.checks)
             train, val, test = DatasetBase.read_split(split_path, prefix)
-        except (ValueError, FileNotFoundError) as e:
-            return Report(name, "incomplete", notes=[f"unreadable split file: {e}"])
+        except (ValueError, FileNotFoundError) as e:  # keeps the notes so far ("downloaded ...")
+            report.status = "incomplete"
+            report.notes.append(f"unreadable or inconsistent split file: {e}")
+            return report
         items = train + val + test
     else:
         try:
             items = [d for part in _fgvc_lists(dataset_dir, cls) for d in part]
         except FileNotFoundError as e:
             return Report(name, "incomplete", notes=[f"missing {e.filename}", f"layout:\n{cls.layout}"])
+        except ValueError as e:  # SplitError: a list contradicts variants.txt or itself
+            return Report(name, "incomplete", notes=[f"inconsistent annotation lists: {e}"])
     paths = sorted({d.impath for d in items})
     missing = [p for p in paths if not os.path.isfile(p)]
     report.expected, report.found = len(paths), len(paths) - len(missing)
@@ -349,7 +355,10 @@ def check_wnid_dataset(root: str, cls: type) -> Report:
     dataset_dir = os.path.join(root, cls.folder)
     if not os.path.isdir(dataset_dir):
         return _missing_report(name, dataset_dir, cls.layout)
-    names = imagenet_classnames(dataset_dir)
+    try:
+        names = imagenet_classnames(dataset_dir)
+    except ValueError as e:  # SplitError: a repeated wnid or name in classnames.txt
+        return Report(name, "incomplete", notes=[f"invalid class list: {e}"])
     if name == "ImageNet":
         parts = {os.path.join(dataset_dir, "images", p): list(names) for p in ("train", "val")}
     elif name == "ImageNetV2":

@@ -3,17 +3,49 @@
 import argparse
 from pathlib import Path
 
+import yaml
 from yacs.config import CfgNode
 
 from caspl.config.defaults import get_cfg_default
+from caspl.config.validate import validate_cfg
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def load_yaml_file(path: str, what: str) -> CfgNode:
+    """A YAML config file as a CfgNode; errors name the file (and the line of a syntax error).
+
+    Only YAML is read, with yaml.safe_load: yacs would execute a `.py` config file, so the suffix is
+    checked before anything is opened.
+    """
+    if Path(path).suffix.lower() not in YAML_SUFFIXES:
+        raise ValueError(
+            f"{what} {path}: only YAML config files (.yaml / .yml) are accepted; "
+            "Python config files are refused because loading them would run their code"
+        )
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    with open(path) as f:
+        text = f.read()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ValueError(f"{what} {path}{where}: malformed YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path}: expected a mapping of config keys, got a {type(data).__name__}")
+    return CfgNode(data)
 
 
 def merge_file(cfg: CfgNode, path: str, what: str) -> None:
-    """merge_from_file with errors that name the file (missing, unknown key, wrong type)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+    """Merge a YAML config file into `cfg` with errors that name the file (missing, syntax, unknown key, type)."""
+    other = load_yaml_file(path, what)
     try:
-        cfg.merge_from_file(path)
+        cfg.merge_from_other_cfg(other)
     except KeyError as e:
         raise KeyError(f"{path}: {e.args[0]} (is the trainer that defines it imported/registered?)") from None
     except ValueError as e:
@@ -59,6 +91,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         cfg.merge_from_list(opts)
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys here
         raise KeyError(f"command-line option: {e.args[0] if e.args else e}") from None
+    validate_cfg(cfg, training=not (getattr(args, "eval_only", False) or getattr(args, "no_train", False)))
     cfg.freeze()
     return cfg
 

@@ -9,6 +9,7 @@ import warnings
 from collections import defaultdict
 from typing import Any
 
+from caspl.data.checks import SplitError, check_labels, check_split
 from caspl.data.datum import Datum
 from caspl.data.io import find_images, read_json, write_json_atomic
 
@@ -79,23 +80,38 @@ class DatasetBase:
     # ---- split files (CoOp format) -------------------------------------------------------------
     @staticmethod
     def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        """Read a CoOp split JSON ({"train","val","test"}: [relative_path, label, classname]) as Datums."""
+        """Read a CoOp split JSON ({"train","val","test"}: [relative_path, label, classname]) as Datums.
+
+        The split is checked (labels 0..K-1 from the train list, one name per label, distinct names): an
+        error names the file and the entry.
+        """
         split = read_json(filepath)
+        if not isinstance(split, dict):
+            raise ValueError(f"split file {filepath}: expected an object with train/val/test lists")
         out = []
         for key in ("train", "val", "test"):
             if key not in split:
                 raise ValueError(f"split file {filepath} has no {key!r} list (keys: {sorted(split)})")
             items = []
-            for entry in split[key]:
-                if not (isinstance(entry, list | tuple) and len(entry) == 3):
-                    raise ValueError(
-                        f"split file {filepath}: {key} entry {entry!r} is not [relative_path, label, classname]"
+            for i, entry in enumerate(split[key]):
+                if not (
+                    isinstance(entry, list | tuple)
+                    and len(entry) == 3
+                    and isinstance(entry[0], str)
+                    and isinstance(entry[1], int)
+                    and not isinstance(entry[1], bool)
+                    and isinstance(entry[2], str)
+                ):
+                    raise SplitError(
+                        f"split file {filepath}: {key} entry {i} {entry!r} is not "
+                        "[relative_path (text), label (integer), classname (text)]"
                     )
                 impath, label, classname = entry
                 items.append(
                     Datum(impath=os.path.join(path_prefix, impath), label=int(label), classname=classname)
                 )
             out.append(items)
+        check_split(dict(zip(("train", "val", "test"), out, strict=True)), f"split file {filepath}")
         return out[0], out[1], out[2]
 
     @staticmethod
@@ -151,12 +167,19 @@ class DatasetBase:
         return output[0] if len(output) == 1 else output
 
     @staticmethod
-    def subsample_classes(*args: list[Datum], subsample: str = "all") -> Any:
-        """CoCoOp base/new: sorted labels of the first source, first ceil(n/2) base, rest new, relabeled."""
+    def subsample_classes(*args: list[Datum], subsample: str = "all", names: tuple[str, ...] = ()) -> Any:
+        """CoCoOp base/new: sorted labels of the first source, first ceil(n/2) base, rest new, relabeled.
+
+        The first source's labels must be 0..n-1 and every other source's lie among them (an item of a
+        class the first source lacks would be dropped without a word); `names` name the sources in errors.
+        """
         if subsample not in SUBSAMPLE_CHOICES:
             raise ValueError(
                 f"DATASET.SUBSAMPLE_CLASSES must be one of {', '.join(SUBSAMPLE_CHOICES)}, got {subsample!r}"
             )
+        if args:
+            labels = names if len(names) == len(args) else tuple(f"list {k}" for k in range(len(args)))
+            check_labels(dict(zip(labels, args, strict=True)), f"DATASET.SUBSAMPLE_CLASSES {subsample}")
         if subsample == "all":
             return args
         labels = sorted({item.label for item in args[0]})
@@ -257,9 +280,11 @@ class DatasetBase:
             train, val, int(cfg.DATASET.NUM_SHOTS), int(cfg.SEED), fewshot_val=fewshot_val
         )
         if val is None:
-            train, test = self.subsample_classes(train, test, subsample=subsample)
+            train, test = self.subsample_classes(train, test, subsample=subsample, names=("train", "test"))
         else:
-            train, val, test = self.subsample_classes(train, val, test, subsample=subsample)
+            train, val, test = self.subsample_classes(
+                train, val, test, subsample=subsample, names=("train", "val", "test")
+            )
         return list(train), (list(val) if val is not None else None), list(test)
 
     # ---- unlabeled pool ------------------------------------------------------------------------

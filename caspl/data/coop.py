@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 from caspl.data.base import DatasetBase
+from caspl.data.checks import SplitError, check_split
 from caspl.data.datum import Datum
 from caspl.data.io import DatasetLayoutError, check_root, listdir_nohidden, require
 
@@ -79,6 +80,10 @@ class CoOpDataset(DatasetBase):
                 f"Download the split file with `python tools/prepare_data.py --root <DATA> "
                 f"--dataset {type(self).__name__}`."
             ) from None
+        check_split(
+            {"train": train, "val": val, "test": test},
+            f"{type(self).__name__}: the split built from the annotations under {self.dataset_dir}",
+        )
         self.save_split(train, val, test, self.split_path, self.split_prefix)
         return train, val, test
 
@@ -92,20 +97,55 @@ def _bundled_imagenet_classnames() -> "OrderedDict[str, str]":
     return OrderedDict(json.loads(text))
 
 
+def published_duplicate_names() -> dict[str, set[str]]:
+    """Names the published CLIP ImageNet list gives to two wnids ('missile', 'sunglasses') -> those wnids.
+
+    CLIP, CoOp and the methods built on them evaluate with these names, so they are kept as published.
+    """
+    by_name: dict[str, set[str]] = {}
+    for wnid, name in _bundled_imagenet_classnames().items():
+        by_name.setdefault(name, set()).add(wnid)
+    return {name: wnids for name, wnids in by_name.items() if len(wnids) > 1}
+
+
 def imagenet_classnames(folder: str = "") -> "OrderedDict[str, str]":
-    """wnid -> CLIP class name: `<folder>/classnames.txt` (CoOp's file) when present, else the bundled list."""
+    """wnid -> CLIP class name: `<folder>/classnames.txt` (CoOp's file) when present, else the bundled list.
+
+    A repeated wnid, a line without a name, or a name given to two wnids is an error naming the file and
+    the lines; the only names allowed twice are the published list's own pairs (same name, same wnids).
+    """
     path = os.path.join(folder, "classnames.txt") if folder else ""
-    if path and os.path.isfile(path):
-        out: OrderedDict[str, str] = OrderedDict()
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(" ")
-                if parts and parts[0]:
-                    out[parts[0]] = " ".join(parts[1:])
-        if not out:
-            raise ValueError(f"{path} is empty; expected lines '<wnid> <class name>'")
-        return out
-    return _bundled_imagenet_classnames()
+    if not (path and os.path.isfile(path)):
+        return _bundled_imagenet_classnames()
+    allowed = published_duplicate_names()
+    out: OrderedDict[str, str] = OrderedDict()
+    line_of: dict[str, int] = {}  # wnid -> line
+    wnid_of: dict[str, str] = {}  # name -> first wnid
+    with open(path) as f:
+        for n, line in enumerate(f, start=1):
+            parts = line.strip().split(" ")
+            if not parts[0]:
+                continue
+            wnid, name = parts[0], " ".join(parts[1:]).strip()
+            if not name:
+                raise SplitError(
+                    f"{path}, line {n}: {line.strip()!r} has no class name; expected '<wnid> <name>'"
+                )
+            if wnid in out:
+                raise SplitError(
+                    f"{path}, line {n}: wnid {wnid} repeats line {line_of[wnid]}; expected each wnid once"
+                )
+            other = wnid_of.setdefault(name, wnid)
+            if other != wnid and {other, wnid} - allowed.get(name, set()):
+                raise SplitError(
+                    f"{path}, line {n}: class name {name!r} of {wnid} is also the name of {other} "
+                    f"(line {line_of[other]}); expected a distinct name per class"
+                )
+            out[wnid] = name
+            line_of[wnid] = n
+    if not out:
+        raise ValueError(f"{path} is empty; expected lines '<wnid> <class name>'")
+    return out
 
 
 def imagenet_subset_wnids(name: str) -> list[str]:

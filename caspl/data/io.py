@@ -9,12 +9,27 @@ from typing import Any
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back: POSIX offers no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def chmod_as_created(path: str) -> None:
+    """Give a file or folder made by mkstemp / mkdtemp (always 0600 / 0700) the mode open() / mkdir() would
+    give it: 0666 / 0777 less the umask, so shared group folders stay readable by the group."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
 def write_json_atomic(obj: Any, path: str) -> None:
     """Write `obj` as JSON to `path` via a temp file + fsync + rename (never a half-written file)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
     try:
+        chmod_as_created(tmp)
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1)
             f.flush()
