@@ -94,7 +94,6 @@ def test_every_shipped_config_passes_validation():
         (["DATALOADER.TEST.BATCH_SIZE", "-4"], "DATALOADER.TEST.BATCH_SIZE", "-4"),
         (["DATASET.NUM_SHOTS", "-3"], "DATASET.NUM_SHOTS", "-3"),
         (["DATASET.SUBSAMPLE_CLASSES", "novel"], "DATASET.SUBSAMPLE_CLASSES", "'novel'"),
-        (["OPTIM.WARMUP_EPOCH", "10", "OPTIM.MAX_EPOCH", "10"], "OPTIM.WARMUP_EPOCH", "10"),
         (["OPTIM.WARMUP_EPOCH", "1", "OPTIM.WARMUP_TYPE", "linaer"], "OPTIM.WARMUP_TYPE", "'linaer'"),
         (["OPTIM.WARMUP_EPOCH", "1", "OPTIM.WARMUP_MIN_LR", "-1e-5"], "OPTIM.WARMUP_MIN_LR", "-1e-05"),
         (["TRAIN.PRINT_FREQ", "0"], "TRAIN.PRINT_FREQ", "0"),
@@ -206,3 +205,9 @@ def test_impossible_epochs_fail_train_py_before_any_output(tmp_path, data_root):
     with pytest.raises(ConfigError, match="OPTIM.MAX_EPOCH = -2"):
         train.main(argv)
     assert not (out / "results.json").exists()
+
+
+def test_warm_up_as_long_as_training_is_said_not_refused():
+    with pytest.warns(UserWarning, match="OPTIM.WARMUP_EPOCH = 10 >= OPTIM.MAX_EPOCH = 10"):
+        cfg = setup_cfg(_args("OPTIM.WARMUP_EPOCH", "10", "OPTIM.MAX_EPOCH", "10"))
+    assert cfg.OPTIM.MAX_EPOCH == 10

@@ -9,6 +9,7 @@ only for CasPL_Boost): phase 2 takes the boosting depths from boost_prompts.pt, 
 """
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,9 +134,12 @@ def _check_optim(cfg: CfgNode, training: bool, problems: list[str]) -> None:
                 f"OPTIM.WARMUP_TYPE = {o.WARMUP_TYPE!r}: expected one of {', '.join(AVAI_WARMUPS)}"
             )
         if _is_int(o.MAX_EPOCH) and o.WARMUP_EPOCH >= o.MAX_EPOCH:
-            problems.append(
-                f"OPTIM.WARMUP_EPOCH = {o.WARMUP_EPOCH}: the warm-up must end before OPTIM.MAX_EPOCH "
-                f"= {o.MAX_EPOCH}, or the schedule is never reached"
+            # Possible (Dassl runs it: every epoch at the warm-up lr), and what a quick
+            # `OPTIM.MAX_EPOCH 1` smoke run of a published config gives, so said, not refused.
+            warnings.warn(
+                f"OPTIM.WARMUP_EPOCH = {o.WARMUP_EPOCH} >= OPTIM.MAX_EPOCH = {o.MAX_EPOCH}: every epoch "
+                f"runs at the warm-up lr, the {o.LR_SCHEDULER} schedule is never reached",
+                stacklevel=2,
             )
         lr_key = "WARMUP_CONS_LR" if o.WARMUP_TYPE == "constant" else "WARMUP_MIN_LR"
         if not _is_number(o[lr_key]) or o[lr_key] < 0:
