@@ -116,7 +116,10 @@ class ImageAdapter(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         pixels = images.float() * self.student_std + self.student_mean
-        return (self.resize(pixels) - self.teacher_mean) / self.teacher_std
+        resized = self.resize(pixels)
+        if resized is not pixels and self.teacher.interpolation == "bicubic":
+            resized = resized.clamp(0.0, 1.0)  # bicubic overshoots; PIL's 8-bit images clip the same way
+        return (resized - self.teacher_mean) / self.teacher_std
 
 
 # ---------------------------------------------------------------------------- the interface
