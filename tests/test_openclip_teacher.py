@@ -194,7 +194,7 @@ def test_resize_matches_open_clips_pil_transform_up_to_8bit_rounding(families, f
     std = torch.tensor(teacher.preprocess.std).view(1, 3, 1, 1)
     pixel_gap = ((ours - theirs) * std).abs()  # in [0, 1] pixel units
     # PIL rounds the resized image to 8 bits (<= 0.5/255) and its integer kernels add a little more.
-    assert pixel_gap.max() < 2.5 / 255, pixel_gap.max()
+    assert pixel_gap.max() < 1.5 / 255, pixel_gap.max()  # measured: ~1.05 / 255
     # A wrong interpolation / normalisation would be far off (several / 255 or more): the check has teeth.
     wrong = F.interpolate(
         student_batch(images, Preprocess((32, 32), (0.0,) * 3, (1.0,) * 3)),
@@ -364,3 +364,4 @@ def test_phase1_trains_with_an_open_clip_teacher(run_train, tmp_path, sigmoid_fo
         "size": [40, 40], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear", "resize_mode": "squash",
     }  # fmt: skip
     assert teacher["logits"] == "sigmoid" and teacher["logit_bias"] and not teacher["causal_text"]
+    assert res["teacher"] == teacher  # results.json too: tools/tables.py --teachers groups phase-1 runs by it

@@ -418,6 +418,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
     def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         extra = {**(extra or {}), "kd_heldout_before": getattr(self, "kd_before", None)}
         extra["kd_heldout_after"] = getattr(self, "kd_after", None)
+        extra["teacher"] = {"name": self.cfg.TRAINER.CASPL.TEACHER.NAME, **self.teacher.metadata()}  # tables
         return super().final_evaluation(extra)
 
     def write_boost_file(self) -> Path:
