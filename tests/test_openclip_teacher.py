@@ -274,6 +274,16 @@ def test_causal_text_tower_runs_on_the_exact_context(families):
         full = vit.encode_text(tokens)
     assert lengths == [int(tokens.argmax(-1).max()) + 1] and lengths[0] < 77
     torch.testing.assert_close(truncated, full, rtol=1e-5, atol=1e-5)
+    # The same for a causal tower of the custom-text layout (EVA02-CLIP's: model.text, a TextTransformer).
+    torch.manual_seed(0)
+    custom = open_clip.model.CustomTextCLIP(
+        VIT_CFG["embed_dim"], VIT_CFG["vision_cfg"], VIT_CFG["text_cfg"]
+    ).eval()
+    assert causal_text_tower(custom)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            encode_text_exact_context(custom, tokens), custom.encode_text(tokens), rtol=1e-5, atol=1e-5
+        )
 
 
 # ---------------------------------------------------------------------------- weight resolution
@@ -303,6 +313,8 @@ def test_offline_without_weights_lists_every_place_tried(tmp_path, monkeypatch):
     assert "offline" in msg and "TEACHER.PATH" in msg
     with pytest.raises(ValueError, match="laion2b_s34b_b79k"):  # an unknown tag lists the known ones
         resolve_open_clip("ViT-B-32", "no-such-tag")
+    with pytest.raises(ValueError, match="unknown open_clip model 'ViT-Q-99'"):
+        resolve_open_clip("ViT-Q-99", "laion2b_s34b_b79k")
 
 
 def test_cache_file_comes_before_the_hub(tmp_path, monkeypatch):

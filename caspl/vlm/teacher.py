@@ -340,6 +340,11 @@ def resolve_open_clip(model: str, pretrained: str, path: str = "") -> OpenCLIPSo
     hub_repo = (
         model if model.startswith("hf-hub:") else pretrained if pretrained.startswith("hf-hub:") else ""
     )
+    if not hub_repo and model not in open_clip.list_models():
+        raise ValueError(
+            f"unknown open_clip model {model!r} (open_clip.list_models() names the known ones, e.g. ViT-H-14, "
+            "EVA02-L-14, ViT-SO400M-14-SigLIP); or give TEACHER.PRETRAINED hf-hub:<repo> / TEACHER.PATH <folder>"
+        )
     if pretrained.lower() == "none" and not hub_repo:
         return OpenCLIPSource(model, None, {}, False, "random weights (PRETRAINED none)")
     tried: list[str] = []
