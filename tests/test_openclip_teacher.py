@@ -12,16 +12,14 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import open_clip  # the `openclip` extra, part of the `test` extra: these tests run in CI, never skipped
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms import functional as TF
 
-open_clip = pytest.importorskip("open_clip")  # the `openclip` extra; installed by the `test` extra
-
-from PIL import Image  # noqa: E402
-from torchvision.transforms import functional as TF  # noqa: E402
-
-from caspl.vlm.teacher import (  # noqa: E402
+from caspl.vlm.teacher import (
     ImageAdapter,
     OpenCLIPWeightsNotFound,
     Preprocess,
@@ -31,7 +29,7 @@ from caspl.vlm.teacher import (  # noqa: E402
     parse_open_clip_name,
     resolve_open_clip,
 )
-from caspl.vlm.templates import fill  # noqa: E402
+from caspl.vlm.templates import fill
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLASSNAMES = ["golden retriever", "tabby cat", "airliner", "red_fox", "sunflower"]
