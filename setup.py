@@ -6,6 +6,8 @@ imported from the repository root (train.py, scripts and tests run there).
 
 from setuptools import find_packages, setup
 
+OPENCLIP = ["open_clip_torch>=3.0", "timm>=1.0"]
+
 setup(
     name="caspl",
     version="0.1.0",
@@ -32,5 +34,10 @@ setup(
         "matplotlib>=3.7",
         "scikit-learn>=1.3",
     ],
-    extras_require={"test": ["pytest>=7", "ruff>=0.5"]},
+    extras_require={
+        # open_clip teachers for phase 1 (TRAINER.CASPL.TEACHER.NAME open_clip:...); imported only for them.
+        # SigLIP / multilingual teachers' tokenizers also need `transformers` (and sentencepiece).
+        "openclip": OPENCLIP,
+        "test": ["pytest>=7", "ruff>=0.5", *OPENCLIP],  # CI runs the open_clip teacher tests too
+    },
 )

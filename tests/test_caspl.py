@@ -383,11 +383,17 @@ def test_caspl_zs_without_boosting_tokens_is_plain_clip(data_root, tmp_path, tin
 
 
 def test_caspl_zs_evaluates_the_boosted_clip_of_phase_1(boost_run, data_root, tmp_path, tiny_clip):
+    from caspl.vlm.teacher import student_preprocess
     from trainers.caspl import FrozenTeacher
 
     out, res = boost_run
     trainer = _zs_trainer(data_root, tmp_path / "zs", out / "boost_prompts.pt")
-    teacher = FrozenTeacher(build_clip("small-vit"), trainer.classnames, "a photo of a {}.", "Synthetic")
+    student_input = student_preprocess(
+        trainer.cfg
+    )  # the trainer's teacher maps the student's input the same way
+    teacher = FrozenTeacher(
+        build_clip("small-vit"), trainer.classnames, "a photo of a {}.", "Synthetic", student_input
+    )
     trainer.set_model_mode("eval")
     trainer.before_evaluation()
     total = count = 0.0

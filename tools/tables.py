@@ -765,6 +765,97 @@ def save_plots(results: Results, out_dir: Path) -> list[Path]:
     return written
 
 
+# ---------------------------------------------------------------------------- teachers (scripts/teachers.sh)
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a JSON file ({err})") from err
+
+
+def teacher_tables(root: Path) -> list[Table]:
+    """Phase-1 runs grouped by teacher (held-out KL, from any boosting results.json under root) and the
+    teacher ablation of scripts/teachers.sh: teacher -> Base / New / HM of its phase-2 trainer.
+
+    Layout: <root>/teachers/<slug>/{train_base,test_new}/<dataset>/shots_K/<trainer>/<config>/seedS/results.json;
+    the teacher's name is read from the slug's phase-1 results.json (<root>/teachers/<slug>/boost/...).
+    """
+    kd: dict[tuple[str, str], list[tuple[float | None, float]]] = defaultdict(list)
+    for path in sorted(root.rglob("results.json")):
+        record = _json(path)
+        teacher = record.get("teacher")
+        if isinstance(teacher, dict) and record.get("kd_heldout_after") is not None:
+            kd[(str(teacher.get("name")), str(record.get("dataset")))].append(
+                (record.get("kd_heldout_before"), record["kd_heldout_after"])  # before: None when resumed
+            )
+    tables = []
+    if kd:
+        rows = [
+            [name, ds, _mean([b for b, _ in v]), _mean([a for _, a in v]), len(v)]
+            for (name, ds), v in sorted(kd.items())
+        ]
+        tables.append(
+            Table(
+                "Phase 1 by teacher: held-out KL(teacher || student), mean over seeds",
+                ["Teacher", "Dataset", "KL before", "KL after", "Seeds"],
+                rows,
+                set(),
+                [],
+            )
+        )
+    acc: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)  # (slug, role, dataset, method)
+    names: dict[str, str] = {}
+    for path in sorted((root / "teachers").glob("*/*/*/shots_*/*/*/seed*/results.json")):
+        slug, role, dataset, _, trainer, config = path.relative_to(root / "teachers").parts[:6]
+        if role in ("train_base", "test_new"):
+            acc[(slug, "base" if role == "train_base" else "new", dataset, f"{trainer} [{config}]")].append(
+                read_accuracy(path)
+            )
+    for path in sorted((root / "teachers").glob("*/boost/**/results.json")):
+        teacher = _json(path).get("teacher")
+        if isinstance(teacher, dict):
+            names[path.relative_to(root / "teachers").parts[0]] = str(teacher.get("name"))
+    if not acc:
+        return tables
+    mean = {k: sum(v) / len(v) for k, v in acc.items()}
+    runs = sorted({(slug, method) for slug, _, _, method in mean})
+    datasets = sorted({k[2] for k in mean}, key=_dataset_order)
+    rows = []
+    for slug, method in runs:
+        base = _mean([mean.get((slug, "base", ds, method)) for ds in datasets])
+        new = _mean([mean.get((slug, "new", ds, method)) for ds in datasets])
+        rows.append([names.get(slug, slug), method_label(method), base, new, harmonic_mean(base, new)])
+    tables.append(
+        Table(
+            "Teacher ablation: base-to-new with each teacher (accuracy %, mean over seeds and datasets)",
+            ["Teacher", "Method", "Base", "New", "HM"],
+            rows,
+            set(),
+            [f"Datasets: {', '.join(map(dataset_label, datasets))}; HM of the average Base and New."],
+        )
+    )
+    return tables
+
+
+def _print_teacher_tables(root: Path, fmt: str) -> int:
+    """--teachers: print the teacher tables; 1 when there is nothing to show."""
+    if not root.is_dir():
+        print(f"tables: {root} is not a directory", file=sys.stderr)
+        return 1
+    try:
+        tables = teacher_tables(root)
+    except ValueError as err:
+        print(f"tables: {err}", file=sys.stderr)
+        return 1
+    if not tables:
+        print(
+            f"tables: no phase-1 runs with a recorded teacher and no {root}/teachers/ runs", file=sys.stderr
+        )
+        return 1
+    print("\n".join(render(t, fmt) for t in tables), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -778,9 +869,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("-o", "--output", type=Path, default=None, help="also write the tables to this file")
+    parser.add_argument(
+        "--teachers", action="store_true", help="only the teacher tables (scripts/teachers.sh)"
+    )
     args = parser.parse_args(argv)
     if args.format not in ("markdown", "latex", *tabulate_formats):
         parser.error(f"--format {args.format!r}: use markdown, latex or one of {', '.join(tabulate_formats)}")
+    if args.teachers:
+        return _print_teacher_tables(args.root, args.format)
     try:
         runs = collect(args.root)
     except (FileNotFoundError, ValueError) as err:

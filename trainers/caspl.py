@@ -18,6 +18,7 @@ from torch import Tensor
 from yacs.config import CfgNode as CN
 
 import caspl
+import caspl.vlm.teacher as vt
 from caspl.config import register_config
 from caspl.engine.clip_trainer import CLIPPromptTrainer, count_parameters
 from caspl.engine.precision import autocast, cast_frozen_clip
@@ -61,6 +62,14 @@ def add_caspl_cfg(cfg: CN) -> None:
     cfg.TRAINER.CASPL.BOOST.CLASSES = "all"
     cfg.TRAINER.CASPL.TEACHER = CN()
     cfg.TRAINER.CASPL.TEACHER.NAME = "ViT-L/14"
+    # NAME: an OpenAI CLIP (ViT-L/14, ...) or open_clip:<model>[:<tag>] (README "Choosing a teacher").
+    # PRETRAINED (open_clip): a pretrained tag, hf-hub:<repo id>, or none (random weights, for tests).
+    cfg.TRAINER.CASPL.TEACHER.PRETRAINED = ""
+    # auto (fp16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16 (open_clip only; an OpenAI teacher runs fp32)
+    cfg.TRAINER.CASPL.TEACHER.PREC = "auto"
+    # scaled: logit_scale * cos (+ bias, which the KL's softmax cancels) | sigmoid: log sigmoid(scale * cos
+    # + bias), i.e. a sigmoid-trained teacher's (SigLIP's) per-class probabilities renormalised.
+    cfg.TRAINER.CASPL.TEACHER.LOGITS = "scaled"
     cfg.TRAINER.CASPL.TEACHER.PATH = ""
     # "a photo of a {}." | "dataset" (CoOp's per-dataset template) | "ensemble" (ImageNet templates)
     cfg.TRAINER.CASPL.TEACHER.TEMPLATE = "a photo of a {}."
@@ -199,13 +208,23 @@ class BoostStudent(PromptedCLIP):
         return CascadeGroups(self.prompt_learner.text, self.prompt_learner.vision)
 
 
-class FrozenTeacher(torch.nn.Module):
-    """A frozen CLIP with fixed, precomputed class text features; sees images at its own resolution."""
+class FrozenTeacher(vt.Teacher):
+    """The OpenAI-CLIP teacher: a frozen CLIP with fixed, precomputed class text features."""
 
-    def __init__(self, clip_model: CLIP, classnames: list[str], template: str, dataset_name: str) -> None:
+    def __init__(
+        self,
+        clip_model: CLIP,
+        classnames: list[str],
+        template: str,
+        dataset_name: str,
+        student: vt.Preprocess | None = None,
+    ) -> None:
         super().__init__()
         self.clip = freeze(clip_model)
         self.resolution = input_resolution(clip_model)
+        self.preprocess = vt.Preprocess((self.resolution,) * 2, vt.OPENAI_MEAN, vt.OPENAI_STD, "bicubic")
+        # The student's batch -> this teacher's input (default: a student normalised as OpenAI's CLIP).
+        self.adapter = vt.ImageAdapter(student or self.preprocess, self.preprocess)
         self.register_buffer(
             "text_features", self._text_features(classnames, template, dataset_name), persistent=False
         )
@@ -228,13 +247,23 @@ class FrozenTeacher(torch.nn.Module):
             feats.append(F.normalize(f.float(), dim=-1))
         return F.normalize(torch.stack(feats).mean(0), dim=-1)  # CLIP's template ensembling
 
-    @torch.inference_mode()
-    def forward(self, images: Tensor) -> Tensor:
-        """Teacher logits for `images` (resized to the teacher's resolution when it differs)."""
-        if images.shape[-1] != self.resolution:
-            images = F.interpolate(images, size=self.resolution, mode="bicubic", align_corners=False)
-        feats = F.normalize(self.clip.encode_image(images.to(self.clip.dtype)).float(), dim=-1)
-        return self.clip.logit_scale.exp().float() * feats @ self.text_features.t()
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return self.clip.dtype
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        return self.clip.encode_image(images)
+
+    def logit_scale_and_bias(self) -> tuple[Tensor, None]:
+        return self.clip.logit_scale.exp().float(), None
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "library": "openai-clip",
+            "logits": self.logit_mode,
+            "preprocess": self.preprocess.as_dict(),
+            "dtype": str(self.clip.dtype).replace("torch.", ""),
+        }
 
 
 @TRAINER_REGISTRY.register()
@@ -288,12 +317,21 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
         if teacher_cfg.NAME == cfg.MODEL.BACKBONE.NAME and not teacher_cfg.PATH:
             print("Warning: the teacher is the student's own backbone; boosting then has little to distil")
         print(f"Loading teacher CLIP ({teacher_cfg.NAME})")
-        # On the device before its class text features are computed (once, in fp32), then halved on GPU.
-        teacher_clip = build_clip(teacher_cfg.NAME, teacher_cfg.PATH).to(self.device)
-        self.teacher = FrozenTeacher(
-            teacher_clip, self.boost_classnames, teacher_cfg.TEMPLATE, cfg.DATASET.NAME
-        )
-        cast_frozen_clip(self.teacher.clip, "fp16" if self.device.type == "cuda" else "fp32")
+        student_input = vt.student_preprocess(cfg)  # the teacher maps the student's batch to its own input
+        if vt.is_open_clip_name(teacher_cfg.NAME):  # caspl/vlm/teacher.py; imports open_clip only here
+            templates = vt.template_list(teacher_cfg.TEMPLATE, dataset_template(cfg.DATASET.NAME))
+            self.teacher: vt.Teacher = vt.build_open_clip_teacher(
+                teacher_cfg, self.boost_classnames, templates, student_input, self.device
+            )
+        else:
+            # On the device before its class text features are computed (once, in fp32), then halved on GPU.
+            teacher_clip = build_clip(teacher_cfg.NAME, teacher_cfg.PATH).to(self.device)
+            self.teacher = FrozenTeacher(
+                teacher_clip, self.boost_classnames, teacher_cfg.TEMPLATE, cfg.DATASET.NAME, student_input
+            )
+            half = vt.teacher_dtype(teacher_cfg.PREC, self.device) == torch.float16
+            cast_frozen_clip(self.teacher.clip, "fp16" if half else "fp32")  # OpenAI CLIP: fp16 or fp32
+        self.teacher.logit_mode = vt.check_logit_mode(teacher_cfg.LOGITS)
         self.teacher.to(self.device).eval()
         self.student_clip = clip_model
         student = BoostStudent(clip_model, self.boost_classnames, cfg.TRAINER.CASPL.BOOST)
@@ -381,6 +419,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
     def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         extra = {**(extra or {}), "kd_heldout_before": getattr(self, "kd_before", None)}
         extra["kd_heldout_after"] = getattr(self, "kd_after", None)
+        extra["teacher"] = {"name": self.cfg.TRAINER.CASPL.TEACHER.NAME, **self.teacher.metadata()}  # tables
         return super().final_evaluation(extra)
 
     def write_boost_file(self) -> Path:
@@ -394,6 +433,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
             "teacher": {
                 "name": cfg.TRAINER.CASPL.TEACHER.NAME,
                 "template": cfg.TRAINER.CASPL.TEACHER.TEMPLATE,
+                **self.teacher.metadata(),  # library, model, tag, preprocessing
             },
             "dataset": cfg.DATASET.NAME,
             "classes": cfg.TRAINER.CASPL.BOOST.CLASSES,
