@@ -773,6 +773,13 @@ def _json(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a JSON file ({err})") from err
 
 
+def _mean(values: list[float | None]) -> float | None:
+    """Mean of a complete list; a gap when any value is missing (an average must not hide a hole)."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)  # type: ignore[arg-type]
+
+
 def teacher_tables(root: Path) -> list[Table]:
     """Phase-1 runs grouped by teacher (held-out KL, from any boosting results.json under root) and the
     teacher ablation of scripts/teachers.sh: teacher -> Base / New / HM of its phase-2 trainer.
