@@ -107,7 +107,7 @@ def test_declared_names_match_the_registries():
             n
             for n in registry.registered_names()
             if registry.get(n).__module__.startswith(package)
-            and not any(c.__module__.startswith("tests") for c in registry.get(n).__mro__)
+            and not any(c.__module__.split(".")[-1].startswith("test") for c in registry.get(n).__mro__)
         }
 
     assert declared_names(REPO / "trainers", "TRAINER_REGISTRY") == shipped(TRAINER_REGISTRY, "trainers")

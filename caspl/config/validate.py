@@ -73,10 +73,30 @@ def _used_nodes(trainer_name: str) -> set[str]:
     return {part.upper() for part in trainer_name.split("_") if part}
 
 
+def _native_resolution(backbone: str) -> int | None:
+    """The input size a backbone name was trained at (its positional embedding), None when unknown."""
+    if backbone in CLIP_TOWER_LAYERS:
+        return 336 if backbone.endswith("@336px") else 224
+    from caspl.vlm.tiny import TINY_SPECS  # noqa: PLC0415
+
+    spec = TINY_SPECS.get(backbone)
+    return spec.image_resolution if spec is not None else None
+
+
+def _one_go(cfg: CfgNode, depth_fixes: list[tuple[str, int]]) -> str:
+    """Every option a too-small backbone needs, to append at once (INPUT.SIZE and each depth)."""
+    fixes = [f"{k} {v}" for k, v in depth_fixes]
+    native = _native_resolution(cfg.MODEL.BACKBONE.NAME)
+    if native is not None and tuple(cfg.INPUT.SIZE) != (native, native):
+        fixes.insert(0, f'INPUT.SIZE "({native}, {native})"')
+    return "Append, in one go:\n    " + " ".join(fixes)
+
+
 def _check_trainer_nodes(cfg: CfgNode, problems: list[str]) -> None:
     """PROMPT_DEPTH* >= 0 and N_CTX* >= 0 and PREC known in every TRAINER.<NODE>; depths within the
     student's towers in the nodes the selected trainer reads (another trainer's defaults are not judged)."""
     layers = None if cfg.MODEL.BACKBONE.PATH else tower_layers(cfg.MODEL.BACKBONE.NAME)
+    depth_fixes: list[tuple[str, int]] = []
     used = _used_nodes(cfg.TRAINER.NAME)
     for node_name, node in cfg.TRAINER.items():
         if not isinstance(node, CfgNode):
@@ -93,10 +113,16 @@ def _check_trainer_nodes(cfg: CfgNode, problems: list[str]) -> None:
                             f"{key} = {value}: the backbone {cfg.MODEL.BACKBONE.NAME} has {limit} layers "
                             "in that tower"
                         )
+                        depth_fixes.append((key, limit))
             elif leaf.startswith("N_CTX") and (not _is_int(value) or value < 0):
                 problems.append(f"{key} = {value!r}: expected an integer >= 0 (context tokens)")
-            elif leaf == "PREC" and value not in _precisions():
-                problems.append(f"{key} = {value!r}: expected one of {', '.join(_precisions())}")
+            elif leaf == "PREC":
+                # a teacher may also pick its precision from the device ("auto")
+                known = (*_precisions(), "auto") if "TEACHER" in path else _precisions()
+                if value not in known:
+                    problems.append(f"{key} = {value!r}: expected one of {', '.join(known)}")
+    if depth_fixes:
+        problems.append(_one_go(cfg, depth_fixes))
 
 
 def _depth_limit(leaf: str, layers: tuple[int, int | None]) -> int | None:
