@@ -1,4 +1,8 @@
-"""Checkpoint files: written atomically, read with weights_only=True, errors that name the file."""
+"""Checkpoint files: written atomically, read with weights_only=True, errors that name the file.
+
+Temp files are named `.<target>.<pid>-<random>.tmp` next to their target, so a later run can tell a
+dead writer's leftovers (`clean_stale_temp_files`) from a live writer's file.
+"""
 
 import os
 import tempfile
@@ -8,11 +12,34 @@ from typing import Any
 import torch
 
 
+def current_umask() -> int:
+    """The process umask (Linux reads it without changing it; elsewhere set-and-restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A temp file next to `path` with the permissions a plain open() would give (mkstemp forces 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except OSError:  # a file system without modes: keep what it gave
+        pass
+    return fd, tmp
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename: a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -27,8 +54,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write a small text file (JSON results, pointers) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
