@@ -11,6 +11,7 @@ the global batch:
 
 import os
 import sys
+from typing import Any
 
 import torch
 
@@ -19,6 +20,7 @@ import trainers  # noqa: F401  (registers the trainers and their config nodes)
 from caspl.config import build_arg_parser, setup_cfg
 from caspl.engine import build_trainer
 from caspl.engine.distributed import cleanup as cleanup_distributed
+from caspl.engine.run_folder import RunFolder
 from caspl.utils.env import collect_env_info
 from caspl.utils.logger import close_logger, setup_logger, silence_stdout
 from caspl.utils.seed import set_random_seed
@@ -28,13 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
     cfg = setup_cfg(args)
     main_process = int(os.environ.get("RANK", "0")) == 0
-    if cfg.SEED >= 0:
-        if main_process:
-            print(f"Setting fixed seed: {cfg.SEED}")
-        set_random_seed(cfg.SEED)  # the same on every process: replicas and their data order agree
+    # One writer per output folder (rank 0 under torchrun), for the whole run, before log.txt is touched.
+    with RunFolder(cfg.OUTPUT_DIR, is_main=main_process) as folder:
+        return run(args, cfg, folder, main_process)
+
+
+def run(args: Any, cfg: Any, folder: RunFolder, main_process: bool) -> int:
+    """The run itself, with the output folder locked."""
     # Under torchrun only rank 0 writes the log (and checkpoints, results): the others stay quiet.
     tee = setup_logger(cfg.OUTPUT_DIR) if main_process else silence_stdout()
     try:
+        folder.print_notes()
+        if cfg.SEED >= 0:
+            print(f"Setting fixed seed: {cfg.SEED}")
+            set_random_seed(cfg.SEED)  # the same on every process: replicas and their data order agree
         if torch.cuda.is_available() and cfg.USE_CUDA:
             torch.backends.cudnn.benchmark = True
         print("***************")

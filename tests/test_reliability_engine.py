@@ -1,13 +1,37 @@
 """Reliability of runs (issue 11, engine side): every item reproduced, kill points simulated
 deterministically (a write made to fail), never by sleeping."""
 
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from caspl.engine.run_folder import LOCK_NAME, RunFolderLocked, RunLock
 from caspl.utils.checkpoint import atomic_save, atomic_write_text
+from tests.conftest import REPO
+
+ENGINE_OPTS = ["OPTIM.NAME", "sgd", "OPTIM.LR", "0.05", "OPTIM.MAX_EPOCH", "2", "TRAIN.CHECKPOINT_FREQ", "1",
+               "TRAINER.IVLP.PREC", "fp32", "DATASET.NUM_SHOTS", "2", "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "2",
+               "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"]  # fmt: skip
+
+
+def _lock_holder(folder: Path) -> subprocess.Popen:
+    """Another process holding the run lock of `folder` (it prints its pid once it holds it)."""
+    code = (
+        "import sys\nfrom caspl.engine.run_folder import RunLock\n"
+        f"with RunLock({str(folder)!r}):\n    print('locked', flush=True)\n    sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
 
 
 # ---------------------------------------------------------------------------- 17: outputs respect the umask
@@ -25,3 +49,49 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask):
     assert expected == 0o666 & ~umask
     for name in ("a.pth", "b.txt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+# ---------------------------------------------------------------------------- 2: one writer per output folder
+def test_second_writer_stops_at_once_naming_folder_and_owner(run_train, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.txt").write_text("the live run's log\n")
+    holder = _lock_holder(out)
+    try:
+        with pytest.raises(RunFolderLocked) as err:
+            run_train(out, "IVLP", *ENGINE_OPTS)
+        msg = str(err.value)
+        assert str(out) in msg and f"pid {holder.pid}" in msg
+        # Stopped before touching anything: the live run's log is not rotated, nothing else written.
+        assert (out / "log.txt").read_text() == "the live run's log\n"
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "log.txt"]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Its owner gone (lock released on exit), the folder is free again and the lock file removed.
+    assert not (out / LOCK_NAME).exists()
+    run_train(out, "IVLP", *ENGINE_OPTS)
+    assert not (out / LOCK_NAME).exists(), "released at the end of the run"
+
+
+def test_stale_lock_of_a_killed_run_is_taken_over(run_train, tmp_path):
+    out = tmp_path / "run"
+    holder = _lock_holder(out)
+    owner = json.loads((out / LOCK_NAME).read_text())
+    assert owner["pid"] == holder.pid and owner["host"]
+    holder.send_signal(signal.SIGKILL)  # no chance to clean up: the lock file stays behind
+    holder.wait(timeout=30)
+    assert (out / LOCK_NAME).exists()
+    run_train(out, "IVLP", *ENGINE_OPTS)
+    log = (out / "log.txt").read_text()
+    assert f"Took over the stale lock of {out} left by pid {holder.pid}" in log
+
+
+def test_lock_is_released_when_a_run_fails(run_train, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyError):
+        run_train(out, "NoSuchTrainer")
+    assert not (out / LOCK_NAME).exists()
+    with RunLock(out):  # and can be taken again at once
+        with pytest.raises(RunFolderLocked, match="in use by another run"):
+            RunLock(out).acquire()
