@@ -95,3 +95,29 @@ def test_lock_is_released_when_a_run_fails(run_train, tmp_path):
     with RunLock(out):  # and can be taken again at once
         with pytest.raises(RunFolderLocked, match="in use by another run"):
             RunLock(out).acquire()
+
+
+# ---------------------------------------------------------------------------- 13: temp files of killed writes
+def test_temp_files_of_dead_writers_are_cleaned_at_start(run_train, tmp_path):
+    out = tmp_path / "run"
+    # A writer killed mid-write (os._exit: no cleanup) leaves its temp file, as SIGKILL would.
+    code = (
+        "import os, sys\nfrom pathlib import Path\nfrom caspl.utils.checkpoint import _temp_file\n"
+        "fd, tmp = _temp_file(Path(sys.argv[1]))\nos.write(fd, b'half a checkpoint')\nprint(tmp, flush=True)\n"
+        "os._exit(9)\n"
+    )
+    target = out / "prompt_learner" / "model.pth.tar-1"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(target)], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    stale = Path(done.stdout.strip())
+    assert done.returncode == 9 and stale.is_file() and stale.name.startswith(".model.pth.tar-1.")
+    # A live writer's temp file (this process) must survive.
+    from caspl.utils.checkpoint import _temp_file
+
+    fd, live = _temp_file(out / "results.json")
+    os.close(fd)
+    run_train(out, "IVLP", *ENGINE_OPTS)
+    assert not stale.exists()
+    assert Path(live).exists()
+    assert f"Removed {stale} (a temp file left by a killed write)" in (out / "log.txt").read_text()

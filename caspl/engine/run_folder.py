@@ -16,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from caspl.utils.checkpoint import clean_stale_temp_files
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover (Windows: only the pid check below)
@@ -180,6 +182,9 @@ class RunFolder:
                 self.notes.append(
                     f"Took over the stale lock of {self.folder} left by {_describe(self.lock.previous_owner)}"
                 )
+            # Holding the lock, no one else writes here: temp files of dead writers are leftovers of kills.
+            for path in clean_stale_temp_files(self.folder):
+                self.notes.append(f"Removed {path} (a temp file left by a killed write)")
         return self
 
     def __exit__(

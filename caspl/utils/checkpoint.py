@@ -5,11 +5,14 @@ dead writer's leftovers (`clean_stale_temp_files`) from a live writer's file.
 """
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[^.]+\.tmp$")
 
 
 def current_umask() -> int:
@@ -64,6 +67,35 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files under `folder` whose writer process is gone (a kill during an atomic write).
+
+    Only names this module makes are touched; a temp file of a live process (this one included) is kept.
+    Returns the deleted paths.
+    """
+    removed = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for p in root.rglob(".*.tmp"):
+        m = _TEMP_NAME.match(p.name)
+        if m is None or not p.is_file() or _pid_alive(int(m.group(1))):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
