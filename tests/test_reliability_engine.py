@@ -121,3 +121,58 @@ def test_temp_files_of_dead_writers_are_cleaned_at_start(run_train, tmp_path):
     assert not stale.exists()
     assert Path(live).exists()
     assert f"Removed {stale} (a temp file left by a killed write)" in (out / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------------------- 1: multi-model checkpoints
+SRC_OPTS = ["OPTIM.NAME", "sgd", "OPTIM.LR", "0.05", "OPTIM.MAX_EPOCH", "3", "TRAIN.CHECKPOINT_FREQ", "1",
+            "TRAINER.PROMPTSRC.PREC", "fp32", "DATASET.NUM_SHOTS", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2",
+            "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2", "TRAINER.PROMPTSRC.GPA_MEAN", "2",
+            "TRAINER.PROMPTSRC.GPA_STD", "1"]  # fmt: skip
+
+
+class SimulatedKill(BaseException):
+    """Stands for SIGKILL at a chosen write (BaseException: nothing on the way catches it)."""
+
+
+def fail_write_of(monkeypatch, module: str, target: str) -> None:
+    """Make `module`'s atomic_save die on the file whose path ends with `target` (the kill point)."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    real = mod.atomic_save
+
+    def save(obj, path):
+        if str(path).endswith(target):
+            raise SimulatedKill(target)
+        real(obj, path)
+
+    monkeypatch.setattr(mod, "atomic_save", save)
+
+
+def _state(out: Path, model: str, epoch: int) -> dict:
+    from caspl.utils.checkpoint import safe_load
+
+    return safe_load(out / model / f"model.pth.tar-{epoch}")["state_dict"]
+
+
+def test_killed_between_two_models_writes_resumes_from_the_newest_complete_epoch(
+    run_train, tmp_path, monkeypatch
+):
+    full = run_train(tmp_path / "full", "PromptSRC", *SRC_OPTS)
+    out = tmp_path / "killed"
+    # Killed after prompt_learner's epoch-2 checkpoint, before gpa's.
+    fail_write_of(monkeypatch, "caspl.engine.trainer", "gpa/model.pth.tar-2")
+    with pytest.raises(SimulatedKill):
+        run_train(out, "PromptSRC", *SRC_OPTS)
+    monkeypatch.undo()
+    assert (out / "prompt_learner" / "model.pth.tar-2").is_file()
+    assert not (out / "gpa" / "model.pth.tar-2").exists()
+    resumed = run_train(out, "PromptSRC", *SRC_OPTS)
+    for model in ("prompt_learner", "gpa"):
+        a, b = _state(tmp_path / "full", model, 3), _state(out, model, 3)
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"{model}.{k}")
+    assert resumed["metrics"] == full["metrics"]
+    log = (out / "log.txt").read_text()
+    assert "will resume training from epoch 1" in log
+    assert "Resuming from epoch 1, the newest epoch every model has" in log

@@ -54,6 +54,12 @@ def load_model_state(module: nn.Module, state: dict[str, Tensor], source: str) -
         raise KeyError(f"{source}: trainable tensors missing from the checkpoint: {missing[:5]}")
 
 
+def saved_epochs(folder: Path) -> set[int]:
+    """The epochs of the model.pth.tar-<epoch> files in one model's folder."""
+    suffixes = (p.name.rpartition("-")[2] for p in folder.glob("model.pth.tar-*"))
+    return {int(s) for s in suffixes if s.isdigit()}
+
+
 def config_hash(cfg: Any) -> str:
     """A short, stable hash of a config (results.json ties numbers to the exact settings)."""
     return hashlib.sha1(cfg.dump(sort_keys=True).encode()).hexdigest()[:12]
@@ -97,6 +103,9 @@ class TrainerBase:
         self.dist.barrier()
 
     def _write_checkpoints(self, epoch: int, directory: str, is_best: bool, val_result: float | None) -> None:
+        fname = "model-best.pth.tar" if is_best else f"model.pth.tar-{epoch}"
+        # Every model's file first, then the pointers: a kill in between leaves an epoch that some model
+        # lacks, which resume skips (it takes the newest epoch every model has).
         for name in self.get_model_names():
             ckpt = {
                 "state_dict": self._models[name].state_dict(),
@@ -106,57 +115,103 @@ class TrainerBase:
                 "val_result": val_result,
                 "rng": get_rng_state(),
             }
-            folder = Path(directory) / name
-            fname = "model-best.pth.tar" if is_best else f"model.pth.tar-{epoch}"
-            atomic_save(ckpt, folder / fname)
-            if not is_best:
-                atomic_write_text(fname + "\n", folder / CHECKPOINT_POINTER)
+            atomic_save(ckpt, Path(directory) / name / fname)
+        if not is_best:
+            for name in self.get_model_names():
+                atomic_write_text(fname + "\n", Path(directory) / name / CHECKPOINT_POINTER)
+
+    def saved_epochs(self, directory: str | Path) -> dict[str, set[int]]:
+        """The epochs with a model.pth.tar-<epoch> file, per registered model."""
+        return {name: saved_epochs(Path(directory) / name) for name in self.get_model_names()}
+
+    def newest_complete_epoch(self, directory: str | Path) -> int | None:
+        """The newest epoch saved for every registered model (a checkpoint is one unit), None if none."""
+        per_model = list(self.saved_epochs(directory).values())
+        common = set.intersection(*per_model) if per_model else set()
+        return max(common) if common else None
 
     def resume_model_if_exist(self, directory: str) -> int:
-        """Restore the latest checkpoint under `directory` (models, optimizers, schedulers, RNG); 0 if none."""
-        folders = [Path(directory) / n for n in self.get_model_names()]
-        if not folders or not all((f / CHECKPOINT_POINTER).is_file() for f in folders):
+        """Restore the newest epoch every model has under `directory` (models, optimizers, schedulers, RNG);
+        0 if none. An epoch that only some models reached (a kill between their writes) is not used."""
+        per_model = self.saved_epochs(directory)
+        if not any(per_model.values()):
             return 0  # nothing trains (zero-shot) or nothing saved yet
-        print(f"Found checkpoint at {directory} (will resume training)")
-        start_epoch, rng = 0, None
-        for name, folder in zip(self.get_model_names(), folders):
-            path = folder / (folder / CHECKPOINT_POINTER).read_text().strip()
+        epoch = self.newest_complete_epoch(directory)
+        newest = {name: max(e) if e else None for name, e in per_model.items()}
+        if epoch is None:
+            print(
+                f"No epoch of {directory} has a checkpoint for every model (newest per model: {newest}): "
+                "an interrupted first save; training starts from scratch"
+            )
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training from epoch {epoch})")
+        if any(n != epoch for n in newest.values()):
+            print(
+                f"Resuming from epoch {epoch}, the newest epoch every model has; later ones are incomplete "
+                f"(newest per model: {newest})"
+            )
+        rng = None
+        for name in self.get_model_names():
+            path = Path(directory) / name / f"model.pth.tar-{epoch}"
             ckpt = safe_load(path)
             load_model_state(self._models[name], ckpt["state_dict"], str(path))
             if self._optims[name] is not None and ckpt.get("optimizer") is not None:
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if self._scheds[name] is not None and ckpt.get("scheduler") is not None:
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
-            start_epoch, rng = ckpt["epoch"], ckpt.get("rng")
-            print(f"Loaded {path} (epoch {start_epoch})")
+            rng = ckpt.get("rng")
+            print(f"Loaded {path} (epoch {ckpt['epoch']})")
         if rng is not None:
             set_rng_state(rng)
-        self.restore_best_result(folders[0])
-        return start_epoch
+        self.restore_best_result(directory)
+        return epoch
 
-    def restore_best_result(self, folder: Path) -> None:
-        """The best validation result so far, from model-best.pth.tar: a resumed run then replaces that
-        file only with a better model, as the uninterrupted run would."""
-        best = folder / "model-best.pth.tar"
-        if best.is_file():
-            val = safe_load(best).get("val_result")
-            if val is not None:
-                self.best_result = float(val)
-                print(f"Best val result so far: {self.best_result:.4f} ({best})")
+    def best_checkpoints(self, directory: str | Path) -> dict[str, dict[str, Any]]:
+        """{model: {"epoch", "val_result"}} of each model-best.pth.tar present under `directory`."""
+        found = {}
+        for name in self.get_model_names():
+            path = Path(directory) / name / "model-best.pth.tar"
+            if path.is_file():
+                ckpt = safe_load(path)
+                found[name] = {"epoch": ckpt.get("epoch"), "val_result": ckpt.get("val_result")}
+        return found
+
+    def restore_best_result(self, directory: str | Path) -> None:
+        """The best validation result so far, from model-best.pth.tar: a resumed run then replaces those
+        files only with a better model, as the uninterrupted run would. When the models' best files
+        disagree (a kill between their writes), the lowest result is kept, so the epoch whose write was
+        cut short, which beat it, rewrites them all when it is redone."""
+        best = self.best_checkpoints(directory)
+        vals = [b["val_result"] for b in best.values() if b["val_result"] is not None]
+        if not vals:
+            return
+        epochs = {b["epoch"] for b in best.values()}
+        if len(epochs) > 1 or len(best) < len(self.get_model_names()):
+            print(f"The model-best.pth.tar files disagree ({best}): an interrupted write; keeping the lowest")
+        self.best_result = float(min(vals))
+        print(f"Best val result so far: {self.best_result:.4f} ({Path(directory)})")
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load weights for evaluation: model.pth.tar-<epoch>; without epoch, model-best.pth.tar, else the latest."""
+        """Load weights for evaluation: model.pth.tar-<epoch>; without epoch, model-best.pth.tar, else the
+        newest epoch every model has."""
         if not directory:
             raise ValueError("--eval-only needs --model-dir (the output folder of a training run)")
-        for name in self.get_model_names():
-            folder = Path(directory) / name
-            if epoch is not None:
-                fname = f"model.pth.tar-{epoch}"
-            elif (folder / "model-best.pth.tar").is_file() or not (folder / CHECKPOINT_POINTER).is_file():
-                fname = "model-best.pth.tar"
-            else:  # no best model (no validation): the latest checkpoint
-                fname = (folder / CHECKPOINT_POINTER).read_text().strip()
-            path = folder / fname
+        names = self.get_model_names()
+        best = self.best_checkpoints(directory) if epoch is None else {}
+        if epoch is None and best:
+            if len(best) < len(names) or len({b["epoch"] for b in best.values()}) > 1:
+                raise ValueError(
+                    f"{directory}: the models' model-best.pth.tar files disagree ({best}; models {names}): "
+                    "an interrupted write. Resume the run to complete it, or pass --load-epoch"
+                )
+            fname = "model-best.pth.tar"
+        elif epoch is None:  # no best model (no validation): the newest complete epoch
+            newest = self.newest_complete_epoch(directory)
+            fname = f"model.pth.tar-{newest}" if newest is not None else "model-best.pth.tar"
+        else:
+            fname = f"model.pth.tar-{epoch}"
+        for name in names:
+            path = Path(directory) / name / fname
             if not path.is_file():
                 avail = (
                     sorted(p.name for p in path.parent.glob("model*.pth.tar*"))
