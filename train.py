@@ -20,14 +20,16 @@ import trainers  # noqa: F401  (registers the trainers and their config nodes)
 from caspl.config import build_arg_parser, setup_cfg
 from caspl.engine import build_trainer
 from caspl.engine.distributed import cleanup as cleanup_distributed
-from caspl.engine.run_folder import RunFolder
+from caspl.engine.run_folder import RunFolder, add_run_flags
 from caspl.utils.env import collect_env_info
 from caspl.utils.logger import close_logger, setup_logger, silence_stdout
 from caspl.utils.seed import set_random_seed
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    add_run_flags(parser)
+    args = parser.parse_args(argv)
     cfg = setup_cfg(args)
     main_process = int(os.environ.get("RANK", "0")) == 0
     # One writer per output folder (rank 0 under torchrun), for the whole run, before log.txt is touched.
@@ -58,6 +60,7 @@ def run(args: Any, cfg: Any, folder: RunFolder, main_process: bool) -> int:
         print("Collecting env info ...")
         print(f"** System info **\n{collect_env_info()}\n")
         trainer = build_trainer(cfg)
+        trainer.allow_config_mismatch = args.allow_config_mismatch
         if args.eval_only:
             trainer.load_model(args.model_dir, epoch=args.load_epoch)
             trainer.final_evaluation(

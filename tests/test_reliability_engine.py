@@ -176,3 +176,62 @@ def test_killed_between_two_models_writes_resumes_from_the_newest_complete_epoch
     log = (out / "log.txt").read_text()
     assert "will resume training from epoch 1" in log
     assert "Resuming from epoch 1, the newest epoch every model has" in log
+
+
+# ---------------------------------------------------------------------------- 3: resume checks what it resumes
+def _one_epoch(opts: list[str]) -> list[str]:
+    return [*opts, "OPTIM.MAX_EPOCH", "1"]
+
+
+def test_checkpoints_of_another_trainer_or_setting_are_refused(run_train, tmp_path):
+    from caspl.engine.trainer import CheckpointMismatchError
+
+    ivlp, src = tmp_path / "ivlp", tmp_path / "src"
+    run_train(ivlp, "IVLP", *_one_epoch(ENGINE_OPTS))
+    src_opts = _one_epoch(SRC_OPTS)
+    run_train(src, "PromptSRC", *src_opts)
+    src_results = (src / "results.json").read_text()
+    src_ckpt = (src / "prompt_learner" / "model.pth.tar-1").read_bytes()
+
+    # Another trainer's evaluation of a PromptSRC run (same-shaped prompt_learner): refused, keys listed.
+    with pytest.raises(
+        CheckpointMismatchError, match=r"TRAINER\.NAME: checkpoint 'PromptSRC', this run 'IVLP'"
+    ):
+        run_train(tmp_path / "e1", "IVLP", *ENGINE_OPTS, extra_argv=("--eval-only", "--model-dir", str(src)))
+    assert not (tmp_path / "e1" / "results.json").exists()
+    # The reverse case names the trainer instead of suggesting --load-epoch.
+    with pytest.raises(CheckpointMismatchError) as err:
+        run_train(
+            tmp_path / "e2", "PromptSRC", *src_opts, extra_argv=("--eval-only", "--model-dir", str(ivlp))
+        )
+    assert "'IVLP' run" in str(err.value) and "--load-epoch" not in str(err.value)
+    # Resuming (or overwriting) another trainer's run folder: refused; its files are untouched.
+    (src / "results.json").unlink()  # not finished: training would resume there
+    with pytest.raises(CheckpointMismatchError, match="Refusing to resume"):
+        run_train(src, "IVLP", *_one_epoch(ENGINE_OPTS))
+    assert (src / "prompt_learner" / "model.pth.tar-1").read_bytes() == src_ckpt
+    (src / "results.json").write_text(src_results)
+
+    # Same trainer, another seed: resume refuses and lists the key.
+    (ivlp / "results.json").rename(tmp_path / "ivlp_results.json")
+    with pytest.raises(CheckpointMismatchError, match=r"SEED: checkpoint 1, this run 2"):
+        run_train(ivlp, "IVLP", *ENGINE_OPTS, "SEED", "2")
+    (tmp_path / "ivlp_results.json").rename(ivlp / "results.json")
+    # A model-defining key with the same tensor shapes (the init words) is refused at evaluation ...
+    ctx = ("TRAINER.IVLP.CTX_INIT", "a photo")
+    with pytest.raises(CheckpointMismatchError, match=r"TRAINER\.IVLP\.CTX_INIT: checkpoint 'a photo of a'"):
+        run_train(
+            tmp_path / "e3", "IVLP", *ENGINE_OPTS, *ctx, extra_argv=("--eval-only", "--model-dir", str(ivlp))
+        )
+    # ... while evaluating on the new classes (the base-to-new protocol) is what --model-dir is for.
+    new = run_train(
+        tmp_path / "e4", "IVLP", *ENGINE_OPTS, "DATASET.SUBSAMPLE_CLASSES", "new",
+        extra_argv=("--eval-only", "--model-dir", str(ivlp)),
+    )  # fmt: skip
+    assert new["subsample"] == "new"
+    # The explicit override loads it anyway, with a warning in the log.
+    run_train(
+        tmp_path / "e5", "IVLP", *ENGINE_OPTS, *ctx,
+        extra_argv=("--eval-only", "--model-dir", str(ivlp), "--allow-config-mismatch"),
+    )  # fmt: skip
+    assert "Loading it anyway (--allow-config-mismatch)" in (tmp_path / "e5" / "log.txt").read_text()

@@ -417,6 +417,7 @@ class CascadeMixin:
     """Puts the frozen boosting prompts of TRAINER.CASPL.BOOST_PROMPTS into a prompt-learning trainer."""
 
     cfg: Any
+    extra_fingerprint_nodes = ("TRAINER.CASPL",)  # checkpoints record the cascade's settings too
 
     @property
     def cascade_trainable(self) -> bool:

@@ -6,6 +6,7 @@ stale one: the next run takes it over and says whose it was. Under torchrun only
 is the only writer); the other ranks stop with it, because torchrun ends the job when a worker fails.
 """
 
+import argparse
 import errno
 import json
 import os
@@ -196,3 +197,12 @@ class RunFolder:
     def print_notes(self) -> None:
         for note in self.notes:
             print(note)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """train.py's flags about the output folder and the checkpoints it loads."""
+    parser.add_argument(
+        "--allow-config-mismatch",
+        action="store_true",
+        help="resume or evaluate checkpoints whose trainer or model-defining config differs (warns)",
+    )

@@ -26,6 +26,7 @@ from caspl.engine.distributed import (
     batch_size_of,
     rebuild_loader,
 )
+from caspl.engine.fingerprint import config_fingerprint, fingerprint_differences
 from caspl.evaluation import build_evaluator
 from caspl.optim import build_lr_scheduler, build_optimizer
 from caspl.utils.checkpoint import atomic_save, atomic_write_text, safe_load
@@ -33,6 +34,10 @@ from caspl.utils.meters import AverageMeter, MetricMeter
 from caspl.utils.seed import get_rng_state, set_rng_state
 
 CHECKPOINT_POINTER = "checkpoint"  # Dassl: a text file naming the latest checkpoint of a model
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint folder holds another trainer's run or a run with other model-defining settings."""
 
 
 def load_model_state(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
@@ -58,6 +63,12 @@ def saved_epochs(folder: Path) -> set[int]:
     """The epochs of the model.pth.tar-<epoch> files in one model's folder."""
     suffixes = (p.name.rpartition("-")[2] for p in folder.glob("model.pth.tar-*"))
     return {int(s) for s in suffixes if s.isdigit()}
+
+
+def first_checkpoint(directory: str | Path) -> Path | None:
+    """Any model checkpoint directly under the model folders of `directory` (whatever their names)."""
+    found = sorted(Path(directory).glob("*/model*.pth.tar*")) if directory else []
+    return found[0] if found else None
 
 
 def config_hash(cfg: Any) -> str:
@@ -90,6 +101,10 @@ class TrainerBase:
                 raise KeyError(f"model {n!r} is not registered; registered: {list(self._models)}")
         return names
 
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What every checkpoint records about the run that wrote it (SimpleTrainer: trainer + config)."""
+        return {}
+
     def save_model(
         self, epoch: int, directory: str, is_best: bool = False, val_result: float | None = None
     ) -> None:
@@ -114,6 +129,7 @@ class TrainerBase:
                 "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
                 "val_result": val_result,
                 "rng": get_rng_state(),
+                **self.checkpoint_identity(),
             }
             atomic_save(ckpt, Path(directory) / name / fname)
         if not is_best:
@@ -130,9 +146,14 @@ class TrainerBase:
         common = set.intersection(*per_model) if per_model else set()
         return max(common) if common else None
 
+    def check_checkpoint_source(self, directory: str | Path, resume: bool) -> None:
+        """Hook: refuse a folder whose checkpoints another kind of run wrote (SimpleTrainer)."""
+
     def resume_model_if_exist(self, directory: str) -> int:
         """Restore the newest epoch every model has under `directory` (models, optimizers, schedulers, RNG);
         0 if none. An epoch that only some models reached (a kill between their writes) is not used."""
+        if first_checkpoint(directory) is not None:
+            self.check_checkpoint_source(directory, resume=True)
         per_model = self.saved_epochs(directory)
         if not any(per_model.values()):
             return 0  # nothing trains (zero-shot) or nothing saved yet
@@ -196,6 +217,8 @@ class TrainerBase:
         newest epoch every model has."""
         if not directory:
             raise ValueError("--eval-only needs --model-dir (the output folder of a training run)")
+        if first_checkpoint(directory) is not None:
+            self.check_checkpoint_source(directory, resume=False)
         names = self.get_model_names()
         best = self.best_checkpoints(directory) if epoch is None else {}
         if epoch is None and best:
@@ -317,6 +340,44 @@ class SimpleTrainer(TrainerBase):
 
     def check_cfg(self, cfg: Any) -> None:
         """Subclasses reject settings they cannot honour."""
+
+    # train.py --allow-config-mismatch: load another run's checkpoints anyway (with a warning).
+    allow_config_mismatch = False
+    # Config nodes besides TRAINER.<cfg_node> that define this trainer's model (e.g. CasPL's cascade).
+    extra_fingerprint_nodes: tuple[str, ...] = ()
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        node = getattr(self, "cfg_node", "")
+        nodes = ((f"TRAINER.{node}",) if node else ()) + tuple(self.extra_fingerprint_nodes)
+        return {"trainer": self.cfg.TRAINER.NAME, "fingerprint": config_fingerprint(self.cfg, nodes)}
+
+    def check_checkpoint_source(self, directory: str | Path, resume: bool) -> None:
+        """Refuse checkpoints of another trainer or with other model-defining settings (resume also
+        compares dataset, subsample, shots and seed), listing the keys that differ."""
+        path = first_checkpoint(directory)
+        if path is None:
+            return
+        saved = safe_load(path)
+        if saved.get("fingerprint") is None:
+            print(f"Note: {path} was written before checkpoints recorded their config: not checked")
+            return
+        diffs = fingerprint_differences(
+            saved["fingerprint"], self.checkpoint_identity()["fingerprint"], resume
+        )
+        if not diffs:
+            return
+        msg = (
+            f"{directory} holds a {saved.get('trainer')!r} run whose settings differ from this "
+            f"{self.cfg.TRAINER.NAME!r} run:\n  " + "\n  ".join(diffs)
+        )
+        if self.allow_config_mismatch:
+            print(f"Warning: {msg}\nLoading it anyway (--allow-config-mismatch)")
+            return
+        if resume:
+            hint = "Refusing to resume (or overwrite) it: choose another --output-dir"
+        else:
+            hint = "Refusing to evaluate it: pass the --model-dir of a run trained with these settings"
+        raise CheckpointMismatchError(f"{msg}\n{hint}, or pass --allow-config-mismatch to load it anyway")
 
     def build_data_loader(self) -> None:
         from caspl.data import DataManager  # noqa: PLC0415 (data stack imported only by trainers that use it)
