@@ -235,3 +235,92 @@ def test_checkpoints_of_another_trainer_or_setting_are_refused(run_train, tmp_pa
         extra_argv=("--eval-only", "--model-dir", str(ivlp), "--allow-config-mismatch"),
     )  # fmt: skip
     assert "Loading it anyway (--allow-config-mismatch)" in (tmp_path / "e5" / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------------------- 4: non-finite values
+def _boost_file_with_nan(path: Path, clip_model) -> None:
+    from caspl.config import get_cfg_default
+    from trainers.caspl import make_boost_groups, save_boost_prompts
+
+    boost = get_cfg_default().TRAINER.CASPL.BOOST.clone()
+    boost.defrost()
+    boost.PROMPT_DEPTH_TEXT = boost.PROMPT_DEPTH_VISION = 2
+    groups = make_boost_groups(clip_model, boost)
+    with torch.no_grad():
+        groups.vision.tokens[1][0, 3] = float("nan")
+    meta = {"student": {"backbone": "tiny-vit", "text_width": 64, "vision_width": 64}}
+    save_boost_prompts(path, groups, meta)
+
+
+def test_boost_prompts_with_nan_are_refused_naming_file_and_tensor(run_train, tmp_path, tiny_clip):
+    boost = tmp_path / "boost_prompts.pt"
+    _boost_file_with_nan(boost, tiny_clip)
+    out = tmp_path / "zs"
+    with pytest.raises(ValueError, match=rf"{boost}: tensor 'vision\[1\]' holds 1 non-finite value"):
+        run_train(out, "CasPL_ZS", "TRAINER.CASPL.PREC", "fp32", "TRAINER.CASPL.BOOST_PROMPTS", str(boost))
+    assert not (out / "results.json").exists()
+
+
+def test_checkpoint_with_nan_is_refused_at_evaluation(run_train, tmp_path):
+    out = tmp_path / "ivlp"
+    run_train(out, "IVLP", *_one_epoch(ENGINE_OPTS))
+    path = out / "prompt_learner" / "model.pth.tar-1"
+    ckpt = torch.load(path, weights_only=True)
+    key = next(k for k in ckpt["state_dict"] if k.startswith("vision"))
+    ckpt["state_dict"][key].view(-1)[0] = float("inf")
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=rf"{path}: tensor 'state_dict\.{key}' holds 1 non-finite"):
+        run_train(tmp_path / "ev", "IVLP", *ENGINE_OPTS, extra_argv=("--eval-only", "--model-dir", str(out)))
+
+
+def test_non_finite_training_loss_stops_the_run_naming_step_and_terms(run_train, tmp_path, monkeypatch):
+    from caspl.engine.anomaly import NonFiniteLossError
+    from caspl.engine.clip_trainer import CLIPPromptTrainer
+
+    real, calls = CLIPPromptTrainer.compute_loss, []
+
+    def diverging(self, images, labels):
+        loss, extra, logits = real(self, images, labels)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 5 else loss), extra, logits
+
+    monkeypatch.setattr(CLIPPromptTrainer, "compute_loss", diverging)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 2/2, batch 2/3: loss=nan, acc=\d"):
+        run_train(out, "IVLP", *ENGINE_OPTS)
+    assert not (out / "results.json").exists()
+    assert (out / "prompt_learner" / "model.pth.tar-1").is_file()  # the last good checkpoint is kept
+    assert not (out / "prompt_learner" / "model.pth.tar-2").exists()
+
+
+def test_deferred_loss_check_reports_the_first_bad_step_only_when_checked():
+    """The GPU path (exercised on CPU with defer=True): nothing is read before check()."""
+    from caspl.engine.anomaly import NonFiniteLossError, NonFiniteLossGuard
+
+    guard = NonFiniteLossGuard(lambda s: f"iteration {s}", defer=True)
+    rand = torch.rand(4) + 0.5
+    guard.observe(0, {"loss": rand[0], "loss_ce": rand[1]})
+    guard.observe(1, {"loss": torch.tensor(float("inf")), "loss_ce": rand[2]})
+    guard.observe(2, {"loss": torch.tensor(float("nan")), "loss_ce": rand[3]})  # later: not the one named
+    with pytest.raises(NonFiniteLossError, match=rf"iteration 1: loss=inf, loss_ce={rand[2].item():.6g}\."):
+        guard.check()
+    guard.observe(3, {"loss": rand[0], "loss_ce": rand[1]})
+    guard.check()  # reset after a check: a clean window passes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_loss_guard_never_syncs_with_the_gpu_between_checks():
+    from caspl.engine.anomaly import NonFiniteLossError, NonFiniteLossGuard
+
+    guard = NonFiniteLossGuard()
+    values = torch.rand(50, 2, device="cuda") + 0.5
+    values[20, 1] = float("nan")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host-device sync raises
+    try:
+        for step in range(50):
+            guard.observe(step, {"loss": values[step, 0], "loss_kl": values[step, 1]})
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(NonFiniteLossError, match="step 20: .*loss_kl=nan"):
+        guard.check()

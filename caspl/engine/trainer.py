@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import caspl
+from caspl.engine.anomaly import NonFiniteLossGuard
 from caspl.engine.distributed import (
     DistContext,
     ShardedEpochSampler,
@@ -274,31 +275,8 @@ class TrainerBase:
             for name in self.get_model_names(names):
                 dist_ctx.average_gradients(self._models[name].parameters(), weight)
 
-    def detect_anomaly(self, loss: Tensor) -> None:
-        """Refuse a non-finite loss: at once on CPU; on a GPU the check is deferred to `check_anomaly`
-        (called at print frequency and each epoch's end) so the hot loop never waits for the device."""
-        finite = torch.isfinite(loss.detach()).all()
-        if loss.device.type == "cpu":
-            if not finite:
-                raise FloatingPointError(
-                    f"loss is {loss.item()}: training diverged (lower OPTIM.LR or check PREC)"
-                )
-            return
-        flag = getattr(self, "_nonfinite", None)
-        self._nonfinite = ~finite if flag is None else flag | ~finite
-
-    def check_anomaly(self) -> None:
-        """Raise if a loss since the last check was non-finite (one host-device sync)."""
-        flag, self._nonfinite = getattr(self, "_nonfinite", None), None
-        if flag is not None and bool(flag):
-            raise FloatingPointError(
-                "a non-finite loss occurred since the last log line: training diverged "
-                "(lower OPTIM.LR or check PREC)"
-            )
-
     def model_backward_and_update(self, loss: Tensor, names: str | list[str] | None = None) -> None:
         self.model_zero_grad(names)
-        self.detect_anomaly(loss)
         loss.backward()
         self.sync_gradients(names)
         for name in self.get_model_names(names):
@@ -477,6 +455,7 @@ class SimpleTrainer(TrainerBase):
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(self.epoch)
         self.num_batches = len(loader)
+        guard = NonFiniteLossGuard(self.describe_step)
         end = time.time()
         bar = tqdm(
             loader,
@@ -491,12 +470,13 @@ class SimpleTrainer(TrainerBase):
             self.local_batch_size = batch_size_of(batch)  # weights this process's gradient in the mean
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
+            it = self.epoch * self.num_batches + self.batch_idx
+            guard.observe(it, loss_summary)  # a GPU's values are read only at guard.check()
             losses.update(loss_summary)  # tensors stay on the device: no sync until printed
             end = time.time()
-            it = self.epoch * self.num_batches + self.batch_idx
             last = self.batch_idx + 1 == self.num_batches
             if (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0 or last:
-                self.check_anomaly()
+                guard.check()
                 stats = self.dist.all_reduce_mean(losses.state())  # [n_meters, 2]: current, average
                 remaining = (
                     (self.max_epoch - self.epoch - 1) * self.num_batches
@@ -513,8 +493,13 @@ class SimpleTrainer(TrainerBase):
                 for name, (current, _) in zip(losses.meters, stats.tolist()):
                     self.write_scalar("train/" + name, current, it)
                 self.write_scalar("train/lr", self.get_current_lr(), it)
-        self.check_anomaly()
+        guard.check()
         self.update_lr()
+
+    def describe_step(self, iteration: int) -> str:
+        """Where a 0-based training iteration falls: epoch and batch (1-based, as printed)."""
+        n = max(getattr(self, "num_batches", 1), 1)
+        return f"epoch {iteration // n + 1}/{self.max_epoch}, batch {iteration % n + 1}/{n}"
 
     def forward_backward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One optimisation step; returns scalars to log (floats or 0-dim tensors)."""

@@ -7,6 +7,7 @@ dead writer's leftovers (`clean_stale_temp_files`) from a live writer's file.
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,39 @@ def clean_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """torch.load with weights_only=True; a missing or corrupt file raises an error naming it."""
+def _tensors(obj: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts/lists/tuples, with its path (e.g. state_dict.text.tokens.0, text[2])."""
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{where}[{i}]")
+
+
+def check_finite(obj: Any, source: str | os.PathLike) -> None:
+    """Raise naming `source` and the tensor when any floating-point tensor in `obj` holds NaN or inf."""
+    for where, t in _tensors(obj, ""):
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(
+                f"{source}: tensor {where!r} holds {n_bad} non-finite value(s) (NaN/inf) of {t.numel()}; "
+                "the file comes from a diverged or corrupted run and is not used"
+            )
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu", finite: bool = True) -> Any:
+    """torch.load with weights_only=True; a missing or corrupt file, or (with `finite`) a floating-point
+    tensor holding NaN/inf, raises an error naming the file (and the tensor)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, wrong format, disallowed globals
         raise RuntimeError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    if finite:
+        check_finite(obj, path)
+    return obj
