@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0
     # One writer per output folder (rank 0 under torchrun), for the whole run, before log.txt is touched.
     with RunFolder(cfg.OUTPUT_DIR, is_main=main_process) as folder:
+        finished = folder.finished()
+        if finished is not None and not args.re_evaluate:
+            if main_process:
+                folder.say_finished(finished)
+            return 0
         return run(args, cfg, folder, main_process)
 
 

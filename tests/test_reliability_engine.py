@@ -324,3 +324,49 @@ def test_loss_guard_never_syncs_with_the_gpu_between_checks():
         torch.cuda.set_sync_debug_mode("default")
     with pytest.raises(NonFiniteLossError, match="step 20: .*loss_kl=nan"):
         guard.check()
+
+
+# ---------------------------------------------------------------------------- 8: results.json is written last
+def test_results_json_is_the_last_file_of_every_kind_of_run(run_train, tmp_path):
+    out = tmp_path / "run"
+    run_train(out, "IVLP", *ENGINE_OPTS, "TRAIN.PRINT_FREQ", "1")  # tensorboard scalars too
+    files = [p for p in out.rglob("*") if p.is_file() and p.name not in ("log.txt", "results.json")]
+    assert any("tfevents" in p.name for p in files)
+    last = (out / "results.json").stat().st_mtime_ns
+    assert all(p.stat().st_mtime_ns <= last for p in files), "written after results.json"
+    # A run that does not test still finishes with results.json (no metrics), so a sweep marks it done.
+    res = run_train(tmp_path / "no_test", "IVLP", *_one_epoch(ENGINE_OPTS), "TEST.NO_TEST", "True")
+    assert res["metrics"] == {} and res["epoch"] == 1
+
+
+# ---------------------------------------------------------------------------- 9: a finished run is left alone
+def test_finished_run_is_left_alone_unless_asked_to_re_evaluate(run_train, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = run_train(out, "IVLP", *ENGINE_OPTS)
+    results, log = (out / "results.json").read_text(), (out / "log.txt").read_text()
+    capsys.readouterr()
+    again = run_train(out, "IVLP", *ENGINE_OPTS)
+    assert "holds a finished run" in capsys.readouterr().out
+    assert (out / "results.json").read_text() == results and again == first
+    assert (out / "log.txt").read_text() == log and not list(out.glob("log.txt-*"))
+    # Asked to: evaluated again, with the epoch of the weights and the training's wall time kept.
+    re = run_train(out, "IVLP", *ENGINE_OPTS, extra_argv=("--re-evaluate",))
+    assert re["re_evaluated"] is True and re["epoch"] == 2
+    assert re["metrics"] == first["metrics"] and re["wall_time_s"] == first["wall_time_s"]
+
+
+def test_eval_only_records_the_epoch_of_the_checkpoint_evaluated(run_train, tmp_path):
+    out = tmp_path / "run"
+    run_train(out, "IVLP", *ENGINE_OPTS)  # 2 epochs, a checkpoint each
+    latest = run_train(
+        tmp_path / "e", "IVLP", *ENGINE_OPTS, extra_argv=("--eval-only", "--model-dir", str(out))
+    )
+    assert latest["epoch"] == 2
+    first = run_train(
+        tmp_path / "e1",
+        "IVLP",
+        *ENGINE_OPTS,
+        extra_argv=("--eval-only", "--model-dir", str(out), "--load-epoch", "1"),
+    )
+    assert first["epoch"] == 1
+

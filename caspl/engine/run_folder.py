@@ -25,6 +25,16 @@ except ImportError:  # pragma: no cover (Windows: only the pid check below)
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".run.lock"
+RESULTS_FILE = "results.json"  # written last by every kind of run: its presence means "finished"
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A finished run's results.json, or None (absent or unreadable: not finished)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 class RunFolderLocked(RuntimeError):
@@ -194,6 +204,23 @@ class RunFolder:
         if self.lock is not None:
             self.lock.release()
 
+    def finished(self) -> dict[str, Any] | None:
+        """results.json of a finished run in this folder (it is written last), else None."""
+        return read_results(self.folder / RESULTS_FILE)
+
+    def say_finished(self, record: dict[str, Any]) -> None:
+        """The console line for a finished run that is left alone (its log.txt is not touched)."""
+        metrics = record.get("metrics") or {}
+        acc = (
+            f", accuracy {metrics['accuracy']:.2f}%"
+            if isinstance(metrics.get("accuracy"), int | float)
+            else ""
+        )
+        print(
+            f"{self.folder} holds a finished run ({record.get('trainer')}, epoch {record.get('epoch')}{acc}; "
+            f"{RESULTS_FILE} exists): left as it is. Pass --re-evaluate to evaluate it again."
+        )
+
     def print_notes(self) -> None:
         for note in self.notes:
             print(note)
@@ -205,4 +232,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         "--allow-config-mismatch",
         action="store_true",
         help="resume or evaluate checkpoints whose trainer or model-defining config differs (warns)",
+    )
+    parser.add_argument(
+        "--re-evaluate",
+        action="store_true",
+        help="evaluate a finished run again (its results.json exists) instead of leaving it alone",
     )

@@ -28,6 +28,7 @@ from caspl.engine.distributed import (
     rebuild_loader,
 )
 from caspl.engine.fingerprint import config_fingerprint, fingerprint_differences
+from caspl.engine.run_folder import RESULTS_FILE, read_results
 from caspl.evaluation import build_evaluator
 from caspl.optim import build_lr_scheduler, build_optimizer
 from caspl.utils.checkpoint import atomic_save, atomic_write_text, safe_load
@@ -186,6 +187,7 @@ class TrainerBase:
         if rng is not None:
             set_rng_state(rng)
         self.restore_best_result(directory)
+        self.evaluated_epoch = epoch
         return epoch
 
     def best_checkpoints(self, directory: str | Path) -> dict[str, dict[str, Any]]:
@@ -247,6 +249,7 @@ class TrainerBase:
                 )
             ckpt = safe_load(path)
             load_model_state(self._models[name], ckpt["state_dict"], str(path))
+            self.evaluated_epoch = ckpt["epoch"]
             print(f"Loading weights to {name} from {path} (epoch = {ckpt['epoch']})")
 
     def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
@@ -305,6 +308,8 @@ class SimpleTrainer(TrainerBase):
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
         self.best_result = -math.inf
+        self.evaluated_epoch: int | None = None  # the epoch of the weights in the model now
+        self.trained_epochs: int | None = None  # epochs this process trained (None: train() never ran)
         self.time_start = time.time()
         self._writer = None
         # The shuffling seed: SEED, or under SEED < 0 a random one that every process shares.
@@ -404,11 +409,13 @@ class SimpleTrainer(TrainerBase):
 
     # ------------------------------------------------------------------ loop
     def train(self) -> None:
+        self.trained_epochs = 0
         self.before_train()
         for epoch in range(self.start_epoch, self.max_epoch):
             self.epoch = epoch
             self.run_epoch()
             self.after_epoch()
+            self.evaluated_epoch, self.trained_epochs = epoch + 1, self.trained_epochs + 1
         self.after_train()
 
     def before_train(self) -> None:
@@ -440,10 +447,7 @@ class SimpleTrainer(TrainerBase):
                 self.load_model(self.output_dir)
             else:
                 print("Deploy the last-epoch model")
-            self.final_evaluation()
-        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
-        print(f"Elapsed: {elapsed}")
-        self.close_writer()
+        self.final_evaluation()  # results.json: the last file a run writes (also under TEST.NO_TEST)
 
     def run_epoch(self) -> None:
         """One pass over the train loader. Under torchrun the printed (and tensorboard) loss/metrics are
@@ -569,8 +573,15 @@ class SimpleTrainer(TrainerBase):
         return self.dist.broadcast_object(results)
 
     def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Test, then write results.json next to log.txt."""
-        self.test()
+        """Test (unless TEST.NO_TEST), then write results.json: the last file of every kind of run, written
+        atomically, so "results.json exists" is what "this run finished" means."""
+        metrics = {}
+        if not self.cfg.TEST.NO_TEST:
+            self.test()
+            metrics = {k: v for k, v in self.last_results.items() if isinstance(v, int | float)}
+        epoch = self.evaluated_epoch
+        if epoch is None:  # trainers with their own train() (e.g. the linear probe): what they trained
+            epoch = self.epoch + 1 if self.max_epoch else 0
         record = {
             "trainer": self.cfg.TRAINER.NAME,
             "dataset": self.cfg.DATASET.NAME,
@@ -579,15 +590,24 @@ class SimpleTrainer(TrainerBase):
             "seed": self.cfg.SEED,
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
             "split": self.cfg.TEST.SPLIT,
-            "metrics": {k: v for k, v in self.last_results.items() if isinstance(v, int | float)},
-            "epoch": self.epoch + 1 if self.max_epoch else 0,
+            "metrics": metrics,
+            "epoch": epoch,
             "config_hash": config_hash(self.cfg),
             "wall_time_s": round(time.time() - self.time_start, 3),
             "version": caspl.__version__,
             **(extra or {}),
         }
+        path = Path(self.output_dir) / RESULTS_FILE
+        previous = read_results(path)
+        if previous is not None:  # asked to evaluate a finished run again (train.py --re-evaluate)
+            record["re_evaluated"] = True
+            if self.trained_epochs == 0 and "wall_time_s" in previous:  # keep the training's time
+                record["eval_wall_time_s"] = record["wall_time_s"]
+                record["wall_time_s"] = previous["wall_time_s"]
+        self.close_writer()  # tensorboard's files complete before results.json says "finished"
+        print(f"Elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))}")
         if self.dist.is_main:
-            atomic_write_text(json.dumps(record, indent=2) + "\n", Path(self.output_dir) / "results.json")
+            atomic_write_text(json.dumps(record, indent=2) + "\n", path)
         return record
 
     # ------------------------------------------------------------------ tensorboard
