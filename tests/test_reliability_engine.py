@@ -370,3 +370,48 @@ def test_eval_only_records_the_epoch_of_the_checkpoint_evaluated(run_train, tmp_
     )
     assert first["epoch"] == 1
 
+
+# ---------------------------------------------------------------------------- 7 + 8: CasPL_Boost across a kill
+def test_boost_run_killed_before_results_json_finishes_with_its_metadata(run_train, tmp_path, monkeypatch):
+    from caspl.utils.checkpoint import safe_load
+    from tests.test_caspl import BOOST_OPTS
+
+    opts = [*BOOST_OPTS, "OPTIM.MAX_EPOCH", "2", "TRAIN.CHECKPOINT_FREQ", "1"]
+    out = tmp_path / "boost"
+    import caspl.engine.trainer as engine
+
+    real = engine.atomic_write_text
+
+    def write(text, path):
+        if Path(path).name == "results.json":
+            raise SimulatedKill("results.json")
+        real(text, path)
+
+    monkeypatch.setattr(engine, "atomic_write_text", write)
+    with pytest.raises(SimulatedKill):
+        run_train(out, "CasPL_Boost", *opts)
+    monkeypatch.undo()
+    meta = safe_load(out / "boost_prompts.pt")["meta"]
+    assert meta["kd_heldout_before"] is not None and meta["final_kd_loss"] is not None
+    assert not (out / "results.json").exists()  # boost_prompts.pt alone does not mean "finished"
+    res = run_train(out, "CasPL_Boost", *opts)  # resumes at the last epoch: nothing left to train
+    assert "will resume training from epoch 2" in (out / "log.txt").read_text()
+    assert res["kd_heldout_before"] == meta["kd_heldout_before"]
+    assert res["kd_heldout_after"] == pytest.approx(meta["kd_heldout_after"], rel=1e-6)
+    again = safe_load(out / "boost_prompts.pt")["meta"]
+    assert again["final_kd_loss"] == meta["final_kd_loss"]
+    assert again["kd_heldout_before"] == meta["kd_heldout_before"]
+    assert (out / "results.json").stat().st_mtime_ns >= (out / "boost_prompts.pt").stat().st_mtime_ns
+
+
+def test_demo_summary_tolerates_missing_kd_values(tmp_path):
+    """scripts/demo.sh's summary line reads results.json of a boost run; older or resumed runs may lack
+    the held-out KL values."""
+    script = (REPO / "scripts" / "demo.sh").read_text()
+    code = script.split('"$PYTHON" -c \'', 1)[1].split("' \\", 1)[0]
+    for record in ({"kd_heldout_before": None, "kd_heldout_after": 0.5}, {}):
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps(record))
+        done = subprocess.run([sys.executable, "-c", code, str(path), "1"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "held-out KL to the teacher n/a ->" in done.stdout

@@ -103,6 +103,10 @@ class TrainerBase:
                 raise KeyError(f"model {n!r} is not registered; registered: {list(self._models)}")
         return names
 
+    # Attributes (plain numbers or None) that a resumed run must get back, e.g. a metric measured once
+    # before the first epoch; saved in every checkpoint as "run_state".
+    resumable_attrs: tuple[str, ...] = ()
+
     def checkpoint_identity(self) -> dict[str, Any]:
         """What every checkpoint records about the run that wrote it (SimpleTrainer: trainer + config)."""
         return {}
@@ -131,6 +135,7 @@ class TrainerBase:
                 "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
                 "val_result": val_result,
                 "rng": get_rng_state(),
+                "run_state": {attr: getattr(self, attr, None) for attr in self.resumable_attrs},
                 **self.checkpoint_identity(),
             }
             atomic_save(ckpt, Path(directory) / name / fname)
@@ -182,8 +187,11 @@ class TrainerBase:
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if self._scheds[name] is not None and ckpt.get("scheduler") is not None:
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
-            rng = ckpt.get("rng")
+            rng, run_state = ckpt.get("rng"), ckpt.get("run_state") or {}
             print(f"Loaded {path} (epoch {ckpt['epoch']})")
+        for attr in self.resumable_attrs:
+            if attr in run_state:  # absent from checkpoints older than the attribute: left as it is
+                setattr(self, attr, run_state[attr])
         if rng is not None:
             set_rng_state(rng)
         self.restore_best_result(directory)
