@@ -75,6 +75,9 @@ def run(args: Any, cfg: Any, folder: RunFolder, main_process: bool) -> int:
         if not args.no_train:
             trainer.train()
         return 0
+    except BaseException:
+        tee.log_exception()  # the error that ended the run belongs in its log.txt too
+        raise
     finally:
         close_logger(tee)
         cleanup_distributed()  # torchrun's workers leave the process group before they exit

@@ -415,3 +415,31 @@ def test_demo_summary_tolerates_missing_kd_values(tmp_path):
         done = subprocess.run([sys.executable, "-c", code, str(path), "1"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert "held-out KL to the teacher n/a ->" in done.stdout
+
+
+# ---------------------------------------------------------------------------- 10: everything said is logged
+def test_warnings_results_and_errors_reach_log_txt(data_root, tmp_path):
+    """A real process (pytest would capture the warnings itself): stderr's warnings, the evaluator's
+    lines and the seed line are in log.txt; tqdm's progress bars are not."""
+    from tests.conftest import train_argv
+
+    out = tmp_path / "zs"
+    argv = train_argv(data_root, out, "ZeroshotCLIP", "DATASET.NUM_SHOTS", "999")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "999 shots requested but" in done.stderr  # still on the console
+    log = (out / "log.txt").read_text()
+    for said in ("999 shots requested but", "* total:", "* accuracy:", "Setting fixed seed: 1"):
+        assert said in log, said
+    assert "\r" not in log and "eval test:" not in log
+
+
+def test_the_error_that_ends_a_run_is_in_its_log(run_train, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyError):
+        run_train(out, "NoSuchTrainer")
+    log = (out / "log.txt").read_text()
+    assert "Traceback" in log and "NoSuchTrainer" in log.split("Traceback", 1)[1]
