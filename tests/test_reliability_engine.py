@@ -443,3 +443,51 @@ def test_the_error_that_ends_a_run_is_in_its_log(run_train, tmp_path):
         run_train(out, "NoSuchTrainer")
     log = (out / "log.txt").read_text()
     assert "Traceback" in log and "NoSuchTrainer" in log.split("Traceback", 1)[1]
+
+
+# ---------------------------------------------------------------------------- 11: collective timeouts
+def _stalled_rank_worker(rank: int, world: int, store: str, out: str) -> None:
+    import time
+
+    import torch.distributed as dist
+
+    from caspl.engine.distributed import DistContext, DistTimeoutError
+
+    torch.set_num_threads(1)
+    timeout_min = 0.03  # ~2 s
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world,
+        timeout=__import__("datetime").timedelta(minutes=timeout_min),
+    )  # fmt: skip
+    ctx = DistContext(rank, world, rank, timeout_min)
+    try:
+        assert ctx.sum(1.0) == [2.0]  # both answer once
+        if rank == 1:  # stalls (as under SIGSTOP) and never joins the next collective
+            time.sleep(6)  # alive (its connections open) until rank 0 timed out and asked who answers
+            return
+        try:
+            ctx.all_reduce_mean(torch.ones(3))
+            Path(out).write_text("no error")
+        except DistTimeoutError as e:
+            Path(out).write_text(str(e))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes and a deliberate ~2 s timeout
+def test_a_stalled_rank_is_named_when_a_collective_times_out(tmp_path):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "rank0.txt"
+    mp.spawn(_stalled_rank_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    msg = out.read_text()
+    assert msg.startswith(
+        "rank 0: all_reduce timed out after 0.03 min (DIST.TIMEOUT_MIN): rank(s) 1 did not answer"
+    )
+
+
+def test_dist_timeout_is_a_config_key_in_minutes():
+    import trainers  # noqa: F401  (every config node registered)
+    from caspl.config import get_cfg_default
+
+    assert get_cfg_default().DIST.TIMEOUT_MIN == 10.0

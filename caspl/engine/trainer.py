@@ -310,7 +310,7 @@ class SimpleTrainer(TrainerBase):
         super().__init__()
         self.cfg = cfg
         self.check_cfg(cfg)
-        self.dist = DistContext.from_env(cfg.USE_CUDA)
+        self.dist = DistContext.from_env(cfg.USE_CUDA, cfg.DIST.TIMEOUT_MIN)
         self.device = self.dist.device(cfg.USE_CUDA)
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
