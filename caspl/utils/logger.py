@@ -28,6 +28,9 @@ class Tee:
     def isatty(self) -> bool:
         return False
 
+    def __getattr__(self, name: str) -> object:  # fileno, encoding, ...: the console's
+        return getattr(self.console, name)
+
 
 class LogSession:
     """stdout and stderr teed into one log file; `close` restores both."""
