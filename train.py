@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from caspl.config import build_arg_parser
 from caspl.registry import DATASET_REGISTRY, TRAINER_REGISTRY, declared_names, did_you_mean
@@ -88,26 +89,40 @@ def main(argv: list[str] | None = None) -> int:
     check_names(parser, args)
 
     # The heavy imports (torch, clip, every trainer) only once the command line is known to be usable.
-    import torch  # noqa: PLC0415
-
     import datasets  # noqa: F401, PLC0415  (registers the datasets)
     import trainers  # noqa: F401, PLC0415  (registers the trainers and their config nodes)
     from caspl.config import setup_cfg  # noqa: PLC0415
+    from caspl.engine.run_folder import RunFolder  # noqa: PLC0415
+
+    cfg = setup_cfg(args)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    # One writer per output folder (rank 0 under torchrun), for the whole run, before log.txt is touched.
+    with RunFolder(cfg.OUTPUT_DIR, is_main=main_process) as folder:
+        finished = folder.finished()
+        if finished is not None and not args.re_evaluate:
+            if main_process:
+                folder.say_finished(finished)
+            return 0
+        return run(args, cfg, folder, main_process)
+
+
+def run(args: Any, cfg: Any, folder: Any, main_process: bool) -> int:
+    """The run itself, with the output folder (a RunFolder) locked."""
+    import torch  # noqa: PLC0415
+
     from caspl.engine import build_trainer  # noqa: PLC0415
     from caspl.engine.distributed import cleanup as cleanup_distributed  # noqa: PLC0415
     from caspl.utils.env import collect_env_info  # noqa: PLC0415
     from caspl.utils.logger import close_logger, setup_logger, silence_stdout  # noqa: PLC0415
     from caspl.utils.seed import set_random_seed  # noqa: PLC0415
 
-    cfg = setup_cfg(args)
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    if cfg.SEED >= 0:
-        if main_process:
-            print(f"Setting fixed seed: {cfg.SEED}")
-        set_random_seed(cfg.SEED)  # the same on every process: replicas and their data order agree
     # Under torchrun only rank 0 writes the log (and checkpoints, results): the others stay quiet.
     tee = setup_logger(cfg.OUTPUT_DIR) if main_process else silence_stdout()
     try:
+        folder.print_notes()
+        if cfg.SEED >= 0:
+            print(f"Setting fixed seed: {cfg.SEED}")
+            set_random_seed(cfg.SEED)  # the same on every process: replicas and their data order agree
         if torch.cuda.is_available() and cfg.USE_CUDA:
             torch.backends.cudnn.benchmark = True
         print("***************")
@@ -122,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Collecting env info ...")
         print(f"** System info **\n{collect_env_info()}\n")
         trainer = build_trainer(cfg)
+        trainer.allow_config_mismatch = args.allow_config_mismatch
         if args.eval_only:
             # Without --model-dir (CoOp's zero-shot scripts) a trainer with nothing trained evaluates as
             # built; a trainer with trained weights refuses (TrainerBase.load_model).
@@ -133,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_train:
             trainer.train()
         return 0
+    except BaseException:
+        tee.log_exception()  # the error that ended the run belongs in its log.txt too
+        raise
     finally:
         close_logger(tee)
         cleanup_distributed()  # torchrun's workers leave the process group before they exit

@@ -66,8 +66,9 @@ echo "==== results ($OUT), demo finished in $((SECONDS - start)) s"
 for seed in $SEEDS; do
     "$PYTHON" -c 'import json, sys
 r = json.load(open(sys.argv[1]))
-before, after = r["kd_heldout_before"], r["kd_heldout_after"]
-print("boosting, seed %s: held-out KL to the teacher %.4f -> %.4f" % (sys.argv[2], before, after))' \
+show = lambda v: "n/a" if v is None else "%.4f" % v
+before, after = show(r.get("kd_heldout_before")), show(r.get("kd_heldout_after"))
+print("boosting, seed %s: held-out KL to the teacher %s -> %s" % (sys.argv[2], before, after))' \
         "$OUT/boost/synthetic/demo_tiny/seed$seed/results.json" "$seed"
 done
 "$PYTHON" "$ROOT/tools/tables.py" "$OUT" --tables b2n --no-plots --output "$OUT/base2new_table.md"

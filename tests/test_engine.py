@@ -95,6 +95,7 @@ def test_resume_keeps_the_best_val_model_unless_beaten(run_train, tmp_path):
     # Crash after epoch 2, with a best model on record that no later epoch can beat.
     (crashed / "prompt_learner" / "model.pth.tar-3").unlink()
     (crashed / "prompt_learner" / "checkpoint").write_text("model.pth.tar-2\n")
+    (crashed / "results.json").unlink()  # a crash comes before results.json (written last)
     best_path = crashed / "prompt_learner" / "model-best.pth.tar"
     best = safe_load(best_path)
     best.update(val_result=101.0, epoch=1)

@@ -271,6 +271,9 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
     """Phase 1: distil a frozen teacher CLIP into boosting prompts on unlabeled images."""
 
     cfg_node = "CASPL"
+    resumable_attrs = ("kd_before", "final_kd_loss")  # measured before epoch 1 / in the last epoch
+    kd_before: float | None = None
+    final_kd_loss: float | None = None
     # The current epoch's KD loss sum (a device tensor once a step ran) and image count.
     _kd_sum: Tensor | float = 0.0
     _kd_count = 0
@@ -399,7 +402,8 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
 
     def before_train(self) -> None:
         super().before_train()
-        self.kd_before = self.heldout_kd(self.heldout_loader()) if self.start_epoch == 0 else None
+        if self.start_epoch == 0:  # a resumed run got it back from its checkpoint
+            self.kd_before = self.heldout_kd(self.heldout_loader())
         if self.kd_before is not None:
             print(f"Held-out KL to the teacher before boosting: {self.kd_before:.4f}")
 
@@ -458,6 +462,7 @@ class CascadeMixin:
     """Puts the frozen boosting prompts of TRAINER.CASPL.BOOST_PROMPTS into a prompt-learning trainer."""
 
     cfg: Any
+    extra_fingerprint_nodes = ("TRAINER.CASPL",)  # checkpoints record the cascade's settings too
 
     @property
     def cascade_trainable(self) -> bool:

@@ -117,5 +117,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    # Ours, not Dassl's: what a run does with its output folder and the checkpoints it loads.
+    p.add_argument(
+        "--allow-config-mismatch",
+        action="store_true",
+        help="resume or evaluate checkpoints whose trainer or model-defining config differs (warns)",
+    )
+    p.add_argument(
+        "--re-evaluate",
+        action="store_true",
+        help="evaluate a finished run again (its results.json exists) instead of leaving it alone",
+    )
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options (KEY VALUE)")
     return p

@@ -106,7 +106,6 @@ class CLIPPromptTrainer(TrainerX):
             loss, extra, logits = self.compute_loss(images, labels)
         if self.scaler is not None:
             self.model_zero_grad()
-            self.detect_anomaly(loss)
             self.scaler.scale(loss).backward()
             self.sync_gradients()
             for name in self.get_model_names():

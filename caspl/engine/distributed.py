@@ -8,8 +8,10 @@ Every collective here is called by every rank in the same order; the trainer gua
 the same code path on every rank (same number of batches per epoch, same evaluation schedule).
 """
 
+import datetime
 import os
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,8 +20,33 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
+from yacs.config import CfgNode as CN
+
+from caspl.config import register_config
 
 T = TypeVar("T")
+
+DEFAULT_TIMEOUT_MIN = 10.0
+
+
+@register_config
+def add_dist_cfg(cfg: CN) -> None:
+    """DIST: process-group settings under torchrun."""
+    cfg.DIST = CN()
+    # How long joining the process group, or any collective, waits for every rank before the run stops
+    # with an error naming the ranks that did not answer. Minutes, not hours: a stalled rank must not
+    # hold a job silently. Raise it for a first run whose rank 0 downloads weights or builds splits.
+    cfg.DIST.TIMEOUT_MIN = DEFAULT_TIMEOUT_MIN
+
+
+class DistTimeoutError(RuntimeError):
+    """A collective (or joining the group) waited DIST.TIMEOUT_MIN for ranks that never answered."""
+
+
+def _is_timeout(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "timed out" in text or "timeout" in text
+
 
 # Whether this module created the default process group (then `cleanup` destroys it).
 _OWNS_GROUP = False
@@ -32,6 +59,8 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    timeout_min: float = DEFAULT_TIMEOUT_MIN
+    _calls: int = 0  # collectives called so far (the same sequence on every rank)
 
     @property
     def enabled(self) -> bool:
@@ -42,20 +71,65 @@ class DistContext:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls, use_cuda: bool = True) -> "DistContext":
-        """Join the process group torchrun describes in the environment (gloo on CPU, nccl on GPU)."""
+    def from_env(cls, use_cuda: bool = True, timeout_min: float = DEFAULT_TIMEOUT_MIN) -> "DistContext":
+        """Join the process group torchrun describes in the environment (gloo on CPU, nccl on GPU); joining
+        and every collective wait at most `timeout_min` minutes (DIST.TIMEOUT_MIN)."""
         global _OWNS_GROUP
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
-            return cls()
+            return cls(timeout_min=timeout_min)
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
             cuda = use_cuda and torch.cuda.is_available()
             if cuda:
                 torch.cuda.set_device(local_rank)
-            dist.init_process_group(backend="nccl" if cuda else "gloo")
+            try:
+                dist.init_process_group(
+                    backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_min)
+                )
+            except RuntimeError as e:
+                if not _is_timeout(e):
+                    raise
+                raise DistTimeoutError(
+                    f"rank {rank}: joining the process group of {world} processes timed out after "
+                    f"{timeout_min:g} min (DIST.TIMEOUT_MIN): a rank did not start or stalled ({e})"
+                ) from e
             _OWNS_GROUP = True
-        return cls(rank, world, local_rank)
+        return cls(rank, world, local_rank, timeout_min)
+
+    # ------------------------------------------------------------------ timeouts
+    def _call(self, what: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run collective `fn`; a timeout becomes an error naming the ranks that did not answer."""
+        self._calls += 1
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as e:
+            if not _is_timeout(e):
+                raise
+            missing = self.unresponsive_ranks(self._calls)
+            who = f"rank(s) {', '.join(map(str, missing))}" if missing else "a rank (could not tell which)"
+            raise DistTimeoutError(
+                f"rank {self.rank}: {what} timed out after {self.timeout_min:g} min (DIST.TIMEOUT_MIN): {who} "
+                "did not answer (stalled, stopped or dead). The run stops; its last checkpoint is kept."
+            ) from e
+
+    def unresponsive_ranks(self, call: int) -> list[int]:
+        """After a collective timed out: every rank that can still answer says so through the job's
+        key-value store; those silent after a grace period are the ones the collective waited for."""
+        try:
+            store = dist.distributed_c10d._get_default_store()
+        except Exception:  # no store reachable: cannot tell
+            return []
+        prefix = f"caspl/timeout/{call}"
+        store.set(f"{prefix}/{self.rank}", "1")
+        grace = min(30.0, max(1.0, self.timeout_min * 60 / 10))
+        deadline = time.monotonic() + grace
+        missing = list(range(self.world_size))
+        while missing and time.monotonic() < deadline:
+            missing = [r for r in missing if not store.check([f"{prefix}/{r}"])]
+            if missing:
+                time.sleep(0.1)
+        return missing
 
     def device(self, use_cuda: bool) -> torch.device:
         if use_cuda and torch.cuda.is_available():
@@ -89,7 +163,7 @@ class DistContext:
             flat.mul_(w)
         flat = torch.cat([flat, flat.new_full((1,), w)])
         comm = flat.to(self._comm_device)
-        dist.all_reduce(comm, op=dist.ReduceOp.SUM)
+        self._call("gradient all_reduce", dist.all_reduce, comm, op=dist.ReduceOp.SUM)
         flat = comm.to(grads[0].device)
         flat = flat[:-1] / flat[-1]
         offset = 0
@@ -104,7 +178,7 @@ class DistContext:
             return
         for t in list(module.parameters()) + list(module.buffers()):
             buf = t.detach().to(self._comm_device).contiguous()
-            dist.broadcast(buf, src=0)
+            self._call("broadcast", dist.broadcast, buf, src=0)
             if buf.data_ptr() != t.data_ptr():
                 t.copy_(buf)
 
@@ -114,7 +188,7 @@ class DistContext:
         if not self.enabled:
             return tensor
         t = tensor.detach().to(self._comm_device, dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        self._call("all_reduce", dist.all_reduce, t, op=dist.ReduceOp.SUM)
         return (t / self.world_size).to(tensor.device)
 
     def mean(self, value: float) -> float:
@@ -128,7 +202,7 @@ class DistContext:
         if not self.enabled:
             return [float(v) for v in values]
         t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self._comm_device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        self._call("all_reduce", dist.all_reduce, t, op=dist.ReduceOp.SUM)
         return t.cpu().tolist()
 
     def broadcast_object(self, obj: T) -> T:
@@ -136,7 +210,7 @@ class DistContext:
         if not self.enabled:
             return obj
         box = [obj if self.is_main else None]
-        dist.broadcast_object_list(box, src=0, device=self._comm_device)
+        self._call("broadcast_object_list", dist.broadcast_object_list, box, src=0, device=self._comm_device)
         return box[0]
 
     def shared_seed(self, seed: int) -> int:
@@ -150,7 +224,7 @@ class DistContext:
         if not self.enabled:
             return [tensor.cpu()]
         out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, tensor.cpu())
+        self._call("all_gather_object", dist.all_gather_object, out, tensor.cpu())
         return out
 
     def gather_shards(self, tensor: Tensor) -> Tensor:
@@ -162,7 +236,8 @@ class DistContext:
         if not self.enabled:
             return tensor
         metas: list[Any] = [None] * self.world_size
-        dist.all_gather_object(metas, (tensor.shape[0], tuple(tensor.shape[1:]), tensor.dtype))
+        meta = (tensor.shape[0], tuple(tensor.shape[1:]), tensor.dtype)
+        self._call("all_gather_object", dist.all_gather_object, metas, meta)
         lengths = [m[0] for m in metas]
         filled = [m for m in metas if m[0] > 0] or metas
         trailing, dtype = filled[0][1], filled[0][2]
@@ -171,7 +246,7 @@ class DistContext:
         padded = local.new_zeros((longest, *trailing))
         padded[: local.shape[0]] = local
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-        dist.all_gather(parts, padded)
+        self._call("all_gather", dist.all_gather, parts, padded)
         out = padded.new_empty((sum(lengths), *trailing))
         for r, (part, n) in enumerate(zip(parts, lengths)):
             out[r :: self.world_size] = part[:n]
@@ -182,9 +257,9 @@ class DistContext:
         if not self.enabled:
             return
         if dist.get_backend() == "nccl":
-            dist.barrier(device_ids=[torch.cuda.current_device()])
+            self._call("barrier", dist.barrier, device_ids=[torch.cuda.current_device()])
         else:
-            dist.barrier()
+            self._call("barrier", dist.barrier)
 
     def run_in_order(self, fn: Callable[[], T]) -> T:
         """Run `fn` (no collectives inside) on rank 0 first, then each node's first process, then the rest.

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import caspl
+from caspl.engine.anomaly import NonFiniteLossGuard
 from caspl.engine.distributed import (
     DistContext,
     ShardedEpochSampler,
@@ -26,6 +27,8 @@ from caspl.engine.distributed import (
     batch_size_of,
     rebuild_loader,
 )
+from caspl.engine.fingerprint import config_fingerprint, fingerprint_differences
+from caspl.engine.run_folder import RESULTS_FILE, read_results
 from caspl.evaluation import build_evaluator
 from caspl.optim import build_lr_scheduler, build_optimizer
 from caspl.utils.checkpoint import atomic_save, atomic_write_text, safe_load
@@ -33,6 +36,10 @@ from caspl.utils.meters import AverageMeter, MetricMeter
 from caspl.utils.seed import get_rng_state, set_rng_state
 
 CHECKPOINT_POINTER = "checkpoint"  # Dassl: a text file naming the latest checkpoint of a model
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint folder holds another trainer's run or a run with other model-defining settings."""
 
 
 def load_model_state(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
@@ -52,6 +59,18 @@ def load_model_state(module: nn.Module, state: dict[str, Tensor], source: str) -
     missing = [k for k in missing if k in dict(module.named_parameters())]
     if missing:
         raise KeyError(f"{source}: trainable tensors missing from the checkpoint: {missing[:5]}")
+
+
+def saved_epochs(folder: Path) -> set[int]:
+    """The epochs of the model.pth.tar-<epoch> files in one model's folder."""
+    suffixes = (p.name.rpartition("-")[2] for p in folder.glob("model.pth.tar-*"))
+    return {int(s) for s in suffixes if s.isdigit()}
+
+
+def first_checkpoint(directory: str | Path) -> Path | None:
+    """Any model checkpoint directly under the model folders of `directory` (whatever their names)."""
+    found = sorted(Path(directory).glob("*/model*.pth.tar*")) if directory else []
+    return found[0] if found else None
 
 
 def config_hash(cfg: Any) -> str:
@@ -84,6 +103,14 @@ class TrainerBase:
                 raise KeyError(f"model {n!r} is not registered; registered: {list(self._models)}")
         return names
 
+    # Attributes (plain numbers or None) that a resumed run must get back, e.g. a metric measured once
+    # before the first epoch; saved in every checkpoint as "run_state".
+    resumable_attrs: tuple[str, ...] = ()
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What every checkpoint records about the run that wrote it (SimpleTrainer: trainer + config)."""
+        return {}
+
     def save_model(
         self, epoch: int, directory: str, is_best: bool = False, val_result: float | None = None
     ) -> None:
@@ -97,6 +124,9 @@ class TrainerBase:
         self.dist.barrier()
 
     def _write_checkpoints(self, epoch: int, directory: str, is_best: bool, val_result: float | None) -> None:
+        fname = "model-best.pth.tar" if is_best else f"model.pth.tar-{epoch}"
+        # Every model's file first, then the pointers: a kill in between leaves an epoch that some model
+        # lacks, which resume skips (it takes the newest epoch every model has).
         for name in self.get_model_names():
             ckpt = {
                 "state_dict": self._models[name].state_dict(),
@@ -105,47 +135,97 @@ class TrainerBase:
                 "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
                 "val_result": val_result,
                 "rng": get_rng_state(),
+                "run_state": {attr: getattr(self, attr, None) for attr in self.resumable_attrs},
+                **self.checkpoint_identity(),
             }
-            folder = Path(directory) / name
-            fname = "model-best.pth.tar" if is_best else f"model.pth.tar-{epoch}"
-            atomic_save(ckpt, folder / fname)
-            if not is_best:
-                atomic_write_text(fname + "\n", folder / CHECKPOINT_POINTER)
+            atomic_save(ckpt, Path(directory) / name / fname)
+        if not is_best:
+            for name in self.get_model_names():
+                atomic_write_text(fname + "\n", Path(directory) / name / CHECKPOINT_POINTER)
+
+    def saved_epochs(self, directory: str | Path) -> dict[str, set[int]]:
+        """The epochs with a model.pth.tar-<epoch> file, per registered model."""
+        return {name: saved_epochs(Path(directory) / name) for name in self.get_model_names()}
+
+    def newest_complete_epoch(self, directory: str | Path) -> int | None:
+        """The newest epoch saved for every registered model (a checkpoint is one unit), None if none."""
+        per_model = list(self.saved_epochs(directory).values())
+        common = set.intersection(*per_model) if per_model else set()
+        return max(common) if common else None
+
+    def check_checkpoint_source(self, directory: str | Path, resume: bool) -> None:
+        """Hook: refuse a folder whose checkpoints another kind of run wrote (SimpleTrainer)."""
 
     def resume_model_if_exist(self, directory: str) -> int:
-        """Restore the latest checkpoint under `directory` (models, optimizers, schedulers, RNG); 0 if none."""
-        folders = [Path(directory) / n for n in self.get_model_names()]
-        if not folders or not all((f / CHECKPOINT_POINTER).is_file() for f in folders):
+        """Restore the newest epoch every model has under `directory` (models, optimizers, schedulers, RNG);
+        0 if none. An epoch that only some models reached (a kill between their writes) is not used."""
+        if first_checkpoint(directory) is not None:
+            self.check_checkpoint_source(directory, resume=True)
+        per_model = self.saved_epochs(directory)
+        if not any(per_model.values()):
             return 0  # nothing trains (zero-shot) or nothing saved yet
-        print(f"Found checkpoint at {directory} (will resume training)")
-        start_epoch, rng = 0, None
-        for name, folder in zip(self.get_model_names(), folders):
-            path = folder / (folder / CHECKPOINT_POINTER).read_text().strip()
+        epoch = self.newest_complete_epoch(directory)
+        newest = {name: max(e) if e else None for name, e in per_model.items()}
+        if epoch is None:
+            print(
+                f"No epoch of {directory} has a checkpoint for every model (newest per model: {newest}): "
+                "an interrupted first save; training starts from scratch"
+            )
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training from epoch {epoch})")
+        if any(n != epoch for n in newest.values()):
+            print(
+                f"Resuming from epoch {epoch}, the newest epoch every model has; later ones are incomplete "
+                f"(newest per model: {newest})"
+            )
+        rng = None
+        for name in self.get_model_names():
+            path = Path(directory) / name / f"model.pth.tar-{epoch}"
             ckpt = safe_load(path)
             load_model_state(self._models[name], ckpt["state_dict"], str(path))
             if self._optims[name] is not None and ckpt.get("optimizer") is not None:
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if self._scheds[name] is not None and ckpt.get("scheduler") is not None:
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
-            start_epoch, rng = ckpt["epoch"], ckpt.get("rng")
-            print(f"Loaded {path} (epoch {start_epoch})")
+            rng, run_state = ckpt.get("rng"), ckpt.get("run_state") or {}
+            print(f"Loaded {path} (epoch {ckpt['epoch']})")
+        for attr in self.resumable_attrs:
+            if attr in run_state:  # absent from checkpoints older than the attribute: left as it is
+                setattr(self, attr, run_state[attr])
         if rng is not None:
             set_rng_state(rng)
-        self.restore_best_result(folders[0])
-        return start_epoch
+        self.restore_best_result(directory)
+        self.evaluated_epoch = epoch
+        return epoch
 
-    def restore_best_result(self, folder: Path) -> None:
-        """The best validation result so far, from model-best.pth.tar: a resumed run then replaces that
-        file only with a better model, as the uninterrupted run would."""
-        best = folder / "model-best.pth.tar"
-        if best.is_file():
-            val = safe_load(best).get("val_result")
-            if val is not None:
-                self.best_result = float(val)
-                print(f"Best val result so far: {self.best_result:.4f} ({best})")
+    def best_checkpoints(self, directory: str | Path) -> dict[str, dict[str, Any]]:
+        """{model: {"epoch", "val_result"}} of each model-best.pth.tar present under `directory`."""
+        found = {}
+        for name in self.get_model_names():
+            path = Path(directory) / name / "model-best.pth.tar"
+            if path.is_file():
+                ckpt = safe_load(path)
+                found[name] = {"epoch": ckpt.get("epoch"), "val_result": ckpt.get("val_result")}
+        return found
+
+    def restore_best_result(self, directory: str | Path) -> None:
+        """The best validation result so far, from model-best.pth.tar: a resumed run then replaces those
+        files only with a better model, as the uninterrupted run would. When the models' best files
+        disagree (a kill between their writes), the lowest result is kept, so the epoch whose write was
+        cut short, which beat it, rewrites them all when it is redone."""
+        best = self.best_checkpoints(directory)
+        vals = [b["val_result"] for b in best.values() if b["val_result"] is not None]
+        if not vals:
+            return
+        epochs = {b["epoch"] for b in best.values()}
+        if len(epochs) > 1 or len(best) < len(self.get_model_names()):
+            print(f"The model-best.pth.tar files disagree ({best}): an interrupted write; keeping the lowest")
+        self.best_result = float(min(vals))
+        print(f"Best val result so far: {self.best_result:.4f} ({Path(directory)})")
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load weights for evaluation: model.pth.tar-<epoch>; without epoch, model-best.pth.tar, else the latest."""
+        """Load weights for evaluation: model.pth.tar-<epoch>; without epoch, model-best.pth.tar, else the
+        newest epoch every model has."""
         if not directory:  # Dassl skips loading without a model dir (CoOp's zero-shot scripts rely on it)
             if not self.get_model_names():
                 print(
@@ -156,15 +236,24 @@ class TrainerBase:
                 f"{type(self).__name__} learns {', '.join(self.get_model_names())}: without --model-dir there is "
                 "nothing trained to evaluate. Pass --model-dir <the output folder of its training run>"
             )
-        for name in self.get_model_names():
-            folder = Path(directory) / name
-            if epoch is not None:
-                fname = f"model.pth.tar-{epoch}"
-            elif (folder / "model-best.pth.tar").is_file() or not (folder / CHECKPOINT_POINTER).is_file():
-                fname = "model-best.pth.tar"
-            else:  # no best model (no validation): the latest checkpoint
-                fname = (folder / CHECKPOINT_POINTER).read_text().strip()
-            path = folder / fname
+        if first_checkpoint(directory) is not None:
+            self.check_checkpoint_source(directory, resume=False)
+        names = self.get_model_names()
+        best = self.best_checkpoints(directory) if epoch is None else {}
+        if epoch is None and best:
+            if len(best) < len(names) or len({b["epoch"] for b in best.values()}) > 1:
+                raise ValueError(
+                    f"{directory}: the models' model-best.pth.tar files disagree ({best}; models {names}): "
+                    "an interrupted write. Resume the run to complete it, or pass --load-epoch"
+                )
+            fname = "model-best.pth.tar"
+        elif epoch is None:  # no best model (no validation): the newest complete epoch
+            newest = self.newest_complete_epoch(directory)
+            fname = f"model.pth.tar-{newest}" if newest is not None else "model-best.pth.tar"
+        else:
+            fname = f"model.pth.tar-{epoch}"
+        for name in names:
+            path = Path(directory) / name / fname
             if not path.is_file():
                 avail = (
                     sorted(p.name for p in path.parent.glob("model*.pth.tar*"))
@@ -176,6 +265,7 @@ class TrainerBase:
                 )
             ckpt = safe_load(path)
             load_model_state(self._models[name], ckpt["state_dict"], str(path))
+            self.evaluated_epoch = ckpt["epoch"]
             print(f"Loading weights to {name} from {path} (epoch = {ckpt['epoch']})")
 
     def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
@@ -204,31 +294,8 @@ class TrainerBase:
             for name in self.get_model_names(names):
                 dist_ctx.average_gradients(self._models[name].parameters(), weight)
 
-    def detect_anomaly(self, loss: Tensor) -> None:
-        """Refuse a non-finite loss: at once on CPU; on a GPU the check is deferred to `check_anomaly`
-        (called at print frequency and each epoch's end) so the hot loop never waits for the device."""
-        finite = torch.isfinite(loss.detach()).all()
-        if loss.device.type == "cpu":
-            if not finite:
-                raise FloatingPointError(
-                    f"loss is {loss.item()}: training diverged (lower OPTIM.LR or check PREC)"
-                )
-            return
-        flag = getattr(self, "_nonfinite", None)
-        self._nonfinite = ~finite if flag is None else flag | ~finite
-
-    def check_anomaly(self) -> None:
-        """Raise if a loss since the last check was non-finite (one host-device sync)."""
-        flag, self._nonfinite = getattr(self, "_nonfinite", None), None
-        if flag is not None and bool(flag):
-            raise FloatingPointError(
-                "a non-finite loss occurred since the last log line: training diverged "
-                "(lower OPTIM.LR or check PREC)"
-            )
-
     def model_backward_and_update(self, loss: Tensor, names: str | list[str] | None = None) -> None:
         self.model_zero_grad(names)
-        self.detect_anomaly(loss)
         loss.backward()
         self.sync_gradients(names)
         for name in self.get_model_names(names):
@@ -251,12 +318,14 @@ class SimpleTrainer(TrainerBase):
         super().__init__()
         self.cfg = cfg
         self.check_cfg(cfg)
-        self.dist = DistContext.from_env(cfg.USE_CUDA)
+        self.dist = DistContext.from_env(cfg.USE_CUDA, cfg.DIST.TIMEOUT_MIN)
         self.device = self.dist.device(cfg.USE_CUDA)
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
         self.best_result = -math.inf
+        self.evaluated_epoch: int | None = None  # the epoch of the weights in the model now
+        self.trained_epochs: int | None = None  # epochs this process trained (None: train() never ran)
         self.time_start = time.time()
         self._writer = None
         # The shuffling seed: SEED, or under SEED < 0 a random one that every process shares.
@@ -270,6 +339,44 @@ class SimpleTrainer(TrainerBase):
 
     def check_cfg(self, cfg: Any) -> None:
         """Subclasses reject settings they cannot honour."""
+
+    # train.py --allow-config-mismatch: load another run's checkpoints anyway (with a warning).
+    allow_config_mismatch = False
+    # Config nodes besides TRAINER.<cfg_node> that define this trainer's model (e.g. CasPL's cascade).
+    extra_fingerprint_nodes: tuple[str, ...] = ()
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        node = getattr(self, "cfg_node", "")
+        nodes = ((f"TRAINER.{node}",) if node else ()) + tuple(self.extra_fingerprint_nodes)
+        return {"trainer": self.cfg.TRAINER.NAME, "fingerprint": config_fingerprint(self.cfg, nodes)}
+
+    def check_checkpoint_source(self, directory: str | Path, resume: bool) -> None:
+        """Refuse checkpoints of another trainer or with other model-defining settings (resume also
+        compares dataset, subsample, shots and seed), listing the keys that differ."""
+        path = first_checkpoint(directory)
+        if path is None:
+            return
+        saved = safe_load(path)
+        if saved.get("fingerprint") is None:
+            print(f"Note: {path} was written before checkpoints recorded their config: not checked")
+            return
+        diffs = fingerprint_differences(
+            saved["fingerprint"], self.checkpoint_identity()["fingerprint"], resume
+        )
+        if not diffs:
+            return
+        msg = (
+            f"{directory} holds a {saved.get('trainer')!r} run whose settings differ from this "
+            f"{self.cfg.TRAINER.NAME!r} run:\n  " + "\n  ".join(diffs)
+        )
+        if self.allow_config_mismatch:
+            print(f"Warning: {msg}\nLoading it anyway (--allow-config-mismatch)")
+            return
+        if resume:
+            hint = "Refusing to resume (or overwrite) it: choose another --output-dir"
+        else:
+            hint = "Refusing to evaluate it: pass the --model-dir of a run trained with these settings"
+        raise CheckpointMismatchError(f"{msg}\n{hint}, or pass --allow-config-mismatch to load it anyway")
 
     def build_data_loader(self) -> None:
         from caspl.data import DataManager  # noqa: PLC0415 (data stack imported only by trainers that use it)
@@ -318,11 +425,13 @@ class SimpleTrainer(TrainerBase):
 
     # ------------------------------------------------------------------ loop
     def train(self) -> None:
+        self.trained_epochs = 0
         self.before_train()
         for epoch in range(self.start_epoch, self.max_epoch):
             self.epoch = epoch
             self.run_epoch()
             self.after_epoch()
+            self.evaluated_epoch, self.trained_epochs = epoch + 1, self.trained_epochs + 1
         self.after_train()
 
     def before_train(self) -> None:
@@ -354,10 +463,7 @@ class SimpleTrainer(TrainerBase):
                 self.load_model(self.output_dir)
             else:
                 print("Deploy the last-epoch model")
-            self.final_evaluation()
-        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
-        print(f"Elapsed: {elapsed}")
-        self.close_writer()
+        self.final_evaluation()  # results.json: the last file a run writes (also under TEST.NO_TEST)
 
     def run_epoch(self) -> None:
         """One pass over the train loader. Under torchrun the printed (and tensorboard) loss/metrics are
@@ -369,6 +475,7 @@ class SimpleTrainer(TrainerBase):
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(self.epoch)
         self.num_batches = len(loader)
+        guard = NonFiniteLossGuard(self.describe_step)
         end = time.time()
         bar = tqdm(
             loader,
@@ -383,12 +490,13 @@ class SimpleTrainer(TrainerBase):
             self.local_batch_size = batch_size_of(batch)  # weights this process's gradient in the mean
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
+            it = self.epoch * self.num_batches + self.batch_idx
+            guard.observe(it, loss_summary)  # a GPU's values are read only at guard.check()
             losses.update(loss_summary)  # tensors stay on the device: no sync until printed
             end = time.time()
-            it = self.epoch * self.num_batches + self.batch_idx
             last = self.batch_idx + 1 == self.num_batches
             if (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0 or last:
-                self.check_anomaly()
+                guard.check()
                 stats = self.dist.all_reduce_mean(losses.state())  # [n_meters, 2]: current, average
                 remaining = (
                     (self.max_epoch - self.epoch - 1) * self.num_batches
@@ -405,8 +513,13 @@ class SimpleTrainer(TrainerBase):
                 for name, (current, _) in zip(losses.meters, stats.tolist()):
                     self.write_scalar("train/" + name, current, it)
                 self.write_scalar("train/lr", self.get_current_lr(), it)
-        self.check_anomaly()
+        guard.check()
         self.update_lr()
+
+    def describe_step(self, iteration: int) -> str:
+        """Where a 0-based training iteration falls: epoch and batch (1-based, as printed)."""
+        n = max(getattr(self, "num_batches", 1), 1)
+        return f"epoch {iteration // n + 1}/{self.max_epoch}, batch {iteration % n + 1}/{n}"
 
     def forward_backward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One optimisation step; returns scalars to log (floats or 0-dim tensors)."""
@@ -476,8 +589,15 @@ class SimpleTrainer(TrainerBase):
         return self.dist.broadcast_object(results)
 
     def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Test, then write results.json next to log.txt."""
-        self.test()
+        """Test (unless TEST.NO_TEST), then write results.json: the last file of every kind of run, written
+        atomically, so "results.json exists" is what "this run finished" means."""
+        metrics = {}
+        if not self.cfg.TEST.NO_TEST:
+            self.test()
+            metrics = {k: v for k, v in self.last_results.items() if isinstance(v, int | float)}
+        epoch = self.evaluated_epoch
+        if epoch is None:  # trainers with their own train() (e.g. the linear probe): what they trained
+            epoch = self.epoch + 1 if self.max_epoch else 0
         record = {
             "trainer": self.cfg.TRAINER.NAME,
             "dataset": self.cfg.DATASET.NAME,
@@ -486,15 +606,24 @@ class SimpleTrainer(TrainerBase):
             "seed": self.cfg.SEED,
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
             "split": self.cfg.TEST.SPLIT,
-            "metrics": {k: v for k, v in self.last_results.items() if isinstance(v, int | float)},
-            "epoch": self.epoch + 1 if self.max_epoch else 0,
+            "metrics": metrics,
+            "epoch": epoch,
             "config_hash": config_hash(self.cfg),
             "wall_time_s": round(time.time() - self.time_start, 3),
             "version": caspl.__version__,
             **(extra or {}),
         }
+        path = Path(self.output_dir) / RESULTS_FILE
+        previous = read_results(path)
+        if previous is not None:  # asked to evaluate a finished run again (train.py --re-evaluate)
+            record["re_evaluated"] = True
+            if self.trained_epochs == 0 and "wall_time_s" in previous:  # keep the training's time
+                record["eval_wall_time_s"] = record["wall_time_s"]
+                record["wall_time_s"] = previous["wall_time_s"]
+        self.close_writer()  # tensorboard's files complete before results.json says "finished"
+        print(f"Elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))}")
         if self.dist.is_main:
-            atomic_write_text(json.dumps(record, indent=2) + "\n", Path(self.output_dir) / "results.json")
+            atomic_write_text(json.dumps(record, indent=2) + "\n", path)
         return record
 
     # ------------------------------------------------------------------ tensorboard
