@@ -87,10 +87,21 @@ def test_stale_lock_of_a_killed_run_is_taken_over(run_train, tmp_path):
     assert f"Took over the stale lock of {out} left by pid {holder.pid}" in log
 
 
-def test_lock_is_released_when_a_run_fails(run_train, tmp_path):
+def _fail_inside_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the run fail after the folder is locked and log.txt opened (an unknown trainer name is an
+    argument error now, answered before either)."""
+
+    def boom(cfg):
+        raise RuntimeError(f"building {cfg.TRAINER.NAME} failed (test)")
+
+    monkeypatch.setattr("caspl.engine.build_trainer", boom)
+
+
+def test_lock_is_released_when_a_run_fails(run_train, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    with pytest.raises(KeyError):
-        run_train(out, "NoSuchTrainer")
+    _fail_inside_the_run(monkeypatch)
+    with pytest.raises(RuntimeError, match="failed \\(test\\)"):
+        run_train(out, "IVLP", *ENGINE_OPTS)
     assert not (out / LOCK_NAME).exists()
     with RunLock(out):  # and can be taken again at once
         with pytest.raises(RunFolderLocked, match="in use by another run"):
@@ -437,12 +448,13 @@ def test_warnings_results_and_errors_reach_log_txt(data_root, tmp_path):
     assert "\r" not in log and "eval test:" not in log
 
 
-def test_the_error_that_ends_a_run_is_in_its_log(run_train, tmp_path):
+def test_the_error_that_ends_a_run_is_in_its_log(run_train, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    with pytest.raises(KeyError):
-        run_train(out, "NoSuchTrainer")
+    _fail_inside_the_run(monkeypatch)
+    with pytest.raises(RuntimeError):
+        run_train(out, "IVLP", *ENGINE_OPTS)
     log = (out / "log.txt").read_text()
-    assert "Traceback" in log and "NoSuchTrainer" in log.split("Traceback", 1)[1]
+    assert "Traceback" in log and "building IVLP failed (test)" in log.split("Traceback", 1)[1]
 
 
 # ---------------------------------------------------------------------------- 11: collective timeouts
