@@ -26,7 +26,7 @@ from caspl.utils.checkpoint import atomic_save, safe_load
 from caspl.vlm.build import build_clip, freeze, input_resolution
 from caspl.vlm.model import CascadeGroups, PromptedCLIP
 from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, init_tokens_from_text
-from caspl.vlm.templates import dataset_template, fill
+from caspl.vlm.templates import DEFAULT_TEMPLATE, fill
 from trainers.cocoop import CoCoOp
 from trainers.coop import CoOp
 from trainers.ivlp import IVLP, text_width, vision_width
@@ -37,21 +37,45 @@ BOOST_FILE = "boost_prompts.pt"
 TEXT_CHUNK = 512  # class prompts per teacher text-tower pass (bounds memory on 1000-class sets)
 BOOST_FORMAT = 1
 
+# The teacher's class text per dataset (TEACHER.TEMPLATE "dataset"): the paper's appendix table "Text template
+# utilized by senior CLIP teacher" (the authors' code reads the same strings from CoOp's CUSTOM_TEMPLATES);
+# every other dataset gets "a photo of a {}.".
+TEACHER_TEMPLATES: dict[str, str] = {
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "Food101": "a photo of {}, a type of food.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "DescribableTextures": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "UCF101": "a photo of a person doing {}.",
+}
+
+
+def teacher_template(dataset_name: str) -> str:
+    """The teacher's template for a dataset (the paper's appendix table)."""
+    return TEACHER_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
+
 
 @register_config
 def add_caspl_cfg(cfg: CN) -> None:
-    """TRAINER.CASPL: phase-1 boosting (BOOST, TEACHER) and phase-2 cascade settings."""
+    """TRAINER.CASPL: phase-1 boosting (BOOST, TEACHER) and phase-2 cascade settings.
+
+    The defaults are the authors' (github Martinser/CasPL: train.py's KD node, trainers/caspl.py and
+    configs/trainers/CasPL/vit_b16_c2_ep20_batch4_8+8ctx_l12.yaml; the paper's appendix).
+    """
     cfg.TRAINER.CASPL = CN()
     cfg.TRAINER.CASPL.PREC = "fp16"  # fp16 | fp32 | amp | bf16 (fp16/amp fall back to fp32 on CPU)
     cfg.TRAINER.CASPL.BOOST = CN()
-    cfg.TRAINER.CASPL.BOOST.N_CTX_TEXT = 4
-    cfg.TRAINER.CASPL.BOOST.N_CTX_VISION = 4
-    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.CASPL.BOOST.N_CTX_TEXT = 8
+    cfg.TRAINER.CASPL.BOOST.N_CTX_VISION = 8
+    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 12
+    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_VISION = 12
+    # Initialises the layer-0 text tokens only when N_CTX_TEXT <= 4 (the IVLP family's rule); with more
+    # tokens every token starts from N(0, 0.02^2) and the log says so.
     cfg.TRAINER.CASPL.BOOST.CTX_INIT = "a photo of a"
     cfg.TRAINER.CASPL.BOOST.TEMPERATURE = 1.0
     cfg.TRAINER.CASPL.BOOST.KD_WEIGHT = 1.0
-    # batchmean: sum over classes, mean over images (the KL's definition);
+    # batchmean: sum over classes, mean over images (the KL's definition; the authors' loss);
     # numel: mean over images x classes (PromptKD), i.e. batchmean / n_classes. LR x KD_WEIGHT sets the step
     # size (SGD), so batchmean with KD_WEIGHT w equals numel with KD_WEIGHT w * n_classes.
     cfg.TRAINER.CASPL.BOOST.KD_REDUCTION = "batchmean"
@@ -62,13 +86,14 @@ def add_caspl_cfg(cfg: CN) -> None:
     cfg.TRAINER.CASPL.TEACHER = CN()
     cfg.TRAINER.CASPL.TEACHER.NAME = "ViT-L/14"
     cfg.TRAINER.CASPL.TEACHER.PATH = ""
-    # "a photo of a {}." | "dataset" (CoOp's per-dataset template) | "ensemble" (ImageNet templates)
-    cfg.TRAINER.CASPL.TEACHER.TEMPLATE = "a photo of a {}."
+    # "dataset" (one template per dataset: the paper's appendix table, CoOp's templates) | a template such as
+    # "a photo of a {}." | "ensemble" (PromptSRC's 60 ImageNet templates)
+    cfg.TRAINER.CASPL.TEACHER.TEMPLATE = "dataset"
     # Phase 2: a boost_prompts.pt file or the phase-1 output folder holding one.
     cfg.TRAINER.CASPL.BOOST_PROMPTS = ""
     cfg.TRAINER.CASPL.BOOST_TRAINABLE = False  # the paper's ablation: fine-tune the boosting prompts too
-    # PromptSRC's frozen reference: the boosted CLIP (CasPL) or plain CLIP.
-    cfg.TRAINER.CASPL.REG_REFERENCE = "boosted"
+    # PromptSRC's frozen reference: plain CLIP (the authors' CasPL_PromptSRC) or the boosted CLIP.
+    cfg.TRAINER.CASPL.REG_REFERENCE = "clip"
 
 
 # ---------------------------------------------------------------------------- loss
@@ -88,10 +113,17 @@ def kd_loss(
 
 # ---------------------------------------------------------------------------- boosting prompts
 def make_boost_groups(clip_model: CLIP, boost_cfg: Any) -> CascadeGroups:
-    """Fresh boosting prompts in the IVLP format: deep text group (CTX_INIT at layer 0) + deep vision group."""
+    """Fresh boosting prompts in the IVLP format: deep text group (CTX_INIT at layer 0 when it has <= 4
+    tokens, else random) + deep vision group (random)."""
     n_text = boost_cfg.N_CTX_TEXT
     init = None
-    if boost_cfg.CTX_INIT and n_text:
+    if boost_cfg.CTX_INIT and n_text > 4:
+        # The IVLP family's rule, which the authors' phase 1 follows: CTX_INIT only for <= 4 tokens.
+        print(
+            f"Boosting prompts: CTX_INIT {boost_cfg.CTX_INIT!r} not used: N_CTX_TEXT {n_text} > 4, "
+            "so every text token starts from N(0, 0.02^2) (random initialisation)"
+        )
+    elif boost_cfg.CTX_INIT and n_text:
         words = init_tokens_from_text(clip_model, boost_cfg.CTX_INIT)
         if len(words) != n_text:
             raise ValueError(
@@ -219,7 +251,7 @@ class FrozenTeacher(torch.nn.Module):
 
             templates = list(IMAGENET_TEMPLATES)
         else:
-            templates = [dataset_template(dataset_name) if template == "dataset" else template]
+            templates = [teacher_template(dataset_name) if template == "dataset" else template]
         device = self.clip.logit_scale.device  # where the teacher already is: a GPU encodes 1000 classes fast
         feats = []
         for t in templates:
@@ -430,10 +462,24 @@ class CascadeMixin:
             f"Cascading boosting prompts from {self.cfg.TRAINER.CASPL.BOOST_PROMPTS} "
             f"(teacher {meta.get('teacher', {}).get('name')}, dataset {meta.get('dataset')}, classes {meta.get('classes')})"
         )
+        path = resolve_boost_path(self.cfg.TRAINER.CASPL.BOOST_PROMPTS)
+        # results.json says which phase-1 run this run used (the sweeps share one run among seeds).
+        self.boost_record = {
+            "boost_prompts": str(path),
+            "boost_run": {
+                "dir": str(path.parent),
+                **{k: meta.get(k) for k in ("dataset", "seed", "epochs", "classes", "unlabeled")},
+                "tokens": [meta.get("n_ctx_text"), meta.get("n_ctx_vision")],
+                "depth": [len(groups.text.tokens), len(groups.vision.tokens)],
+            },
+        }
         return groups
 
+    def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return super().final_evaluation({**(extra or {}), **getattr(self, "boost_record", {})})  # type: ignore[misc]
+
     def reference_cascade(self) -> CascadeGroups | None:
-        """PromptSRC's frozen reference: the boosted CLIP (default) or plain CLIP."""
+        """PromptSRC's frozen reference: plain CLIP (default, as the authors) or the boosted CLIP."""
         choice = self.cfg.TRAINER.CASPL.REG_REFERENCE
         if choice not in ("boosted", "clip"):
             raise ValueError(f"TRAINER.CASPL.REG_REFERENCE must be boosted or clip, got {choice!r}")

@@ -25,7 +25,7 @@ TRAINER_MODULES = ("coop", "cocoop", "ivlp", "maple", "promptsrc", "caspl")
 BENCH_DATASET = "Caltech101"  # 100 classes in CoOp's split: the "100-class set" of the targets
 # A paper setting per trainer: its published prompt counts and depths decide the cost of a step.
 PREFERRED_CONFIGS = {
-    "Boost": "vit_b16_l14_ep20_4+4ctx.yaml",  # CasPL_Boost
+    "Boost": "vit_b16_l14_ep20_4+4ctx_promptkd.yaml",  # CasPL_Boost
     "CoOp": "vit_b16_ep50.yaml",
     "CoCoOp": "vit_b16_c4_ep10_batch1_ctxv1.yaml",
     "IVLP": "vit_b16_c2_ep5_batch4_2+2ctx.yaml",

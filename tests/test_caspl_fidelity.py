@@ -1,0 +1,325 @@
+"""CasPL as its authors ran it (issue 10): the shipped configs carry the values of the authors' released code
+(github Martinser/CasPL: configs/, train_script/, scripts/caspl/) and of the paper's appendix, and the
+sweep scripts launch them the authors' way (phase 1 once per dataset, shared by the seeds)."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CFGS = REPO / "configs/trainers"
+
+# The authors' phase-2 configs (folder/name) and the one CasPL_IVLP mirror of their CasPL_PromptSRC setting;
+# tests/test_caspl.py keeps the other CasPL_<Method> configs equal to their base method's.
+AUTHORS_PHASE2 = {
+    "CasPL_PromptSRC/vit_b16_c2_ep20_batch4_8+8ctx_l12",
+    "CasPL_PromptSRC/vit_b16_c2_ep50_batch4_8+8ctx_few_shot_l12",
+    "CasPL_PromptSRC/vit_b16_c2_ep20_batch4_8+8ctx_cross_datasets_l3",
+    "CasPL_IVLP/vit_b16_c2_ep20_batch4_8+8ctx_l12",
+    "CasPL_IVLP/vit_b16_c2_ep50_batch4_8+8ctx_few_shot_l12",
+    "CasPL_IVLP/vit_b16_c2_ep20_batch4_8+8ctx_cross_datasets_l3",
+    "CasPL_MaPLe/vit_b16_c8_ep5_batch4_8ctx_l12",
+    "CasPL_MaPLe/vit_b16_c8_ep5_batch4_8ctx_cross_datasets_l12",
+    "CasPL_CoOp/vit_b16_ep50",
+    "CasPL_CoOp/vit_b16_ep10_ctxv1",
+    "CasPL_CoCoOp/vit_b16_c8_ep10_batch1",
+}
+
+# The paper's appendix table "Text template utilized by senior CLIP teacher"; "other datasets" below.
+APPENDIX_TEMPLATES = {
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "Food101": "a photo of {}, a type of food.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "DescribableTextures": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "UCF101": "a photo of a person doing {}.",
+    **{n: "a photo of a {}." for n in ("ImageNet", "Caltech101", "StanfordCars", "SUN397", "ImageNetV2")},
+}
+
+
+def merged(rel: str):
+    import trainers  # noqa: F401  (registers every trainer's config node)
+    from caspl.config import get_cfg_default
+
+    cfg = get_cfg_default()
+    cfg.merge_from_file(str(CFGS / f"{rel}.yaml"))
+    return cfg
+
+
+def optim(cfg) -> tuple:
+    o = cfg.OPTIM
+    return (o.NAME, o.LR, o.MAX_EPOCH, o.LR_SCHEDULER, o.WARMUP_EPOCH, o.WARMUP_TYPE, o.WARMUP_CONS_LR)
+
+
+# ---------------------------------------------------------------------------- item 1, 5, 8: phase 1
+@pytest.mark.parametrize(
+    "name, batch, tokens, depth",
+    [
+        ("vit_b16_l14_ep20_8+8ctx_l12", 4, 8, 12),  # configs/trainers/CasPL/vit_b16_c2_ep20_batch4_8+8ctx_l12
+        ("vit_b16_l14_ep20_batch128_8+8ctx_l12", 128, 8, 12),  # ..._batch128_lr0025_8+8ctx_l12 (ImageNet)
+        ("vit_b16_l14_ep20_batch128_4+4ctx_l1", 128, 4, 1),  # ..._batch128_lr0025_4+4ctx_l1 (their xd)
+        ("vit_b16_l14_ep20_batch128_4+4ctx_l3", 128, 4, 3),  # ..._batch128_lr0025_4+4ctx_l3 (CoCoOp xd)
+    ],
+)
+def test_phase1_configs_are_the_authors(name, batch, tokens, depth):
+    cfg = merged(f"CasPL_Boost/{name}")
+    boost, teacher = cfg.TRAINER.CASPL.BOOST, cfg.TRAINER.CASPL.TEACHER
+    assert (cfg.MODEL.BACKBONE.NAME, teacher.NAME, teacher.PATH) == ("ViT-B/16", "ViT-L/14", "")
+    assert (boost.N_CTX_TEXT, boost.N_CTX_VISION) == (tokens, tokens)
+    assert (boost.PROMPT_DEPTH_TEXT, boost.PROMPT_DEPTH_VISION) == (depth, depth)
+    assert optim(cfg) == ("sgd", 0.0025, 20, "cosine", 1, "constant", 1e-5)
+    assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == batch
+    assert (boost.TEMPERATURE, boost.KD_WEIGHT, boost.KD_REDUCTION) == (1.0, 1.0, "batchmean")
+    assert (teacher.TEMPLATE, boost.CLASSES, boost.UNLABELED, boost.CTX_INIT) == (
+        "dataset", "all", "train", "a photo of a",
+    )  # fmt: skip
+    assert cfg.INPUT.TRANSFORMS == ("random_resized_crop", "random_flip", "normalize")
+    # The CASPL node's defaults are the same setting, so a bare `--trainer CasPL_Boost` runs it too.
+    if name == "vit_b16_l14_ep20_8+8ctx_l12":
+        from caspl.config import get_cfg_default
+
+        assert get_cfg_default().TRAINER.CASPL == cfg.TRAINER.CASPL
+
+
+def test_promptkd_phase1_stays_as_a_named_alternative_with_its_source():
+    path = CFGS / "CasPL_Boost/vit_b16_l14_ep20_4+4ctx_promptkd.yaml"
+    assert "zhengli97/PromptKD" in path.read_text()
+    cfg = merged("CasPL_Boost/vit_b16_l14_ep20_4+4ctx_promptkd")
+    boost = cfg.TRAINER.CASPL.BOOST
+    assert (boost.N_CTX_TEXT, boost.PROMPT_DEPTH_TEXT, cfg.OPTIM.LR, cfg.DATALOADER.TRAIN_X.BATCH_SIZE) == (
+        4, 9, 0.005, 8,
+    )  # fmt: skip
+    assert (boost.KD_WEIGHT, boost.KD_REDUCTION, cfg.TRAINER.CASPL.TEACHER.TEMPLATE) == (
+        1000.0, "numel", "a photo of a {}.",
+    )  # fmt: skip
+
+
+def test_authors_kd_is_kl_summed_over_classes_per_image_times_t_squared():
+    """Theirs: F.kl_div(log_softmax(s/T), softmax(t/T), size_average=False) * T^2 / batch, weight 1."""
+    from types import SimpleNamespace
+
+    from trainers.caspl import CasPL_Boost
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(4, 10) * 3, torch.randn(4, 10) * 3
+    cfg = merged("CasPL_Boost/vit_b16_l14_ep20_8+8ctx_l12")
+    for temperature in (1.0, 2.0):
+        cfg.defrost()
+        cfg.TRAINER.CASPL.BOOST.TEMPERATURE = temperature
+        p_t = torch.softmax(teacher / temperature, dim=1)
+        log_q_s = torch.log_softmax(student / temperature, dim=1)
+        theirs = torch.nn.functional.kl_div(log_q_s, p_t, reduction="sum") * temperature**2 / 4
+        ours = CasPL_Boost.kd(SimpleNamespace(cfg=cfg), student, teacher)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_teacher_template_per_dataset_is_the_appendix_table(tiny_clip):
+    import clip
+    import torch.nn.functional as F
+
+    from caspl.vlm.templates import dataset_template
+    from trainers.caspl import FrozenTeacher, teacher_template
+
+    for dataset, template in APPENDIX_TEMPLATES.items():
+        assert teacher_template(dataset) == template, dataset
+        assert dataset_template(dataset) == template  # CoOp's table, which the authors' code reads, agrees
+    assert teacher_template("SomeNewDataset") == "a photo of a {}."
+    names = ["banded", "zig_zagged"]
+    teacher = FrozenTeacher(tiny_clip, names, "dataset", "DescribableTextures")
+    with torch.no_grad():
+        expected = F.normalize(
+            tiny_clip.encode_text(clip.tokenize(["banded texture.", "zig zagged texture."]))
+        )
+    torch.testing.assert_close(teacher.text_features, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- item 2: CTX_INIT > 4 tokens
+def test_ctx_init_with_more_than_four_tokens_initialises_randomly_and_says_so(tiny_clip, capsys):
+    from caspl.config import get_cfg_default
+    from caspl.vlm.prompted import init_tokens_from_text
+    from trainers.caspl import make_boost_groups
+
+    boost = get_cfg_default().TRAINER.CASPL.BOOST.clone()
+    boost.PROMPT_DEPTH_TEXT = boost.PROMPT_DEPTH_VISION = 2
+    words = init_tokens_from_text(tiny_clip, "a photo of a")
+    torch.manual_seed(0)
+    groups = make_boost_groups(tiny_clip, boost)  # 8 tokens, CTX_INIT "a photo of a": no error
+    assert "not used: N_CTX_TEXT 8 > 4" in capsys.readouterr().out
+    layer0 = groups.text.tokens[0]
+    assert layer0.shape == (8, words.shape[1])
+    assert not torch.allclose(layer0[:4], words, atol=1e-3)
+    assert 0.01 < layer0.std().item() < 0.03  # N(0, 0.02^2), as every deeper token
+    boost.N_CTX_TEXT = 4  # <= 4 tokens: the words of CTX_INIT, nothing logged
+    torch.testing.assert_close(make_boost_groups(tiny_clip, boost).text.tokens[0].detach(), words)
+    assert "not used" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- item 4: phase 2
+@pytest.mark.parametrize(
+    "rel, tokens, depth, lr, epochs, batch, gpa",
+    [
+        ("CasPL_PromptSRC/vit_b16_c2_ep20_batch4_8+8ctx_l12", 8, 12, 0.0025, 20, 4, (15, 1)),
+        ("CasPL_PromptSRC/vit_b16_c2_ep50_batch4_8+8ctx_few_shot_l12", 8, 12, 0.0025, 50, 4, (30, 30)),
+        ("CasPL_PromptSRC/vit_b16_c2_ep20_batch4_8+8ctx_cross_datasets_l3", 8, 3, 0.0025, 20, 4, (6, 10)),
+        ("CasPL_IVLP/vit_b16_c2_ep20_batch4_8+8ctx_l12", 8, 12, 0.0025, 20, 4, None),
+        ("CasPL_MaPLe/vit_b16_c8_ep5_batch4_8ctx_l12", 8, 12, 0.0035, 5, 4, None),
+        ("CasPL_MaPLe/vit_b16_c8_ep5_batch4_8ctx_cross_datasets_l12", 8, 12, 0.0026, 2, 4, None),
+        ("CasPL_CoOp/vit_b16_ep50", 8, 1, 0.002, 50, 32, None),
+        ("CasPL_CoOp/vit_b16_ep10_ctxv1", 8, 1, 0.0035, 10, 4, None),
+        ("CasPL_CoCoOp/vit_b16_c8_ep10_batch1", 8, 1, 0.002, 10, 1, None),
+    ],
+)
+def test_phase2_configs_are_the_authors(rel, tokens, depth, lr, epochs, batch, gpa):
+    assert rel in AUTHORS_PHASE2
+    cfg = merged(rel)
+    assert optim(cfg) == ("sgd", lr, epochs, "cosine", 1, "constant", 1e-5)
+    assert (cfg.DATALOADER.TRAIN_X.BATCH_SIZE, cfg.MODEL.BACKBONE.NAME) == (batch, "ViT-B/16")
+    caspl = cfg.TRAINER.CASPL
+    assert (caspl.BOOST_PROMPTS, caspl.BOOST_TRAINABLE, caspl.REG_REFERENCE) == ("", False, "clip")
+    method = rel.split("/")[0].removeprefix("CasPL_")
+    node = cfg.TRAINER[method.upper()]
+    if method in ("PromptSRC", "IVLP"):
+        assert (node.N_CTX_TEXT, node.N_CTX_VISION) == (tokens, tokens)
+        assert (node.PROMPT_DEPTH_TEXT, node.PROMPT_DEPTH_VISION) == (depth, depth)
+    elif method == "MaPLe":
+        assert (node.N_CTX, node.PROMPT_DEPTH) == (tokens, depth)
+    else:  # CoOp / CoCoOp: one shallow text group; with CTX_INIT, CoOp's rule counts its words
+        n = len(node.CTX_INIT.split()) if node.CTX_INIT else node.N_CTX
+        assert n == tokens
+    if gpa is not None:
+        assert (node.GPA_MEAN, node.GPA_STD, node.TEXT_LOSS_WEIGHT, node.IMAGE_LOSS_WEIGHT) == (*gpa, 25, 10)
+
+
+# ---------------------------------------------------------------------------- the scripts (DRY_RUN)
+def dry_run(script: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list]:
+    full = {"PATH": os.environ["PATH"], "DRY_RUN": "1", "OUT": str(tmp_path / "out"), "DATA": "/data", **env}
+    res = subprocess.run(["bash", f"scripts/{script}"], cwd=REPO, env=full, capture_output=True, text=True)
+    lines = res.stdout.splitlines()
+    runs = []
+    for i, line in enumerate(lines):
+        match = re.match(r"^\[\d+/\d+\] (.+) -> (\S+)$", line)
+        if match:
+            runs.append((match.group(1), match.group(2), shlex.split(lines[i + 1])))
+    return res, runs
+
+
+def opt(argv: list[str], key: str) -> str | None:
+    values = [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == key]
+    return values[-1] if values else None
+
+
+def test_phase1_runs_once_per_dataset_and_every_seed_reads_it(tmp_path):
+    res, runs = dry_run("base2new.sh", tmp_path, DATASETS="dtd imagenet", SEEDS="1 2 3")
+    assert res.returncode == 0, res.stderr
+    boosts = [r for r in runs if r[0].startswith("boost")]
+    assert [r[0] for r in boosts] == ["boost dtd seed1", "boost imagenet seed1"]
+    assert boosts[0][1].endswith("boost/dtd/vit_b16_l14_ep20_8+8ctx_l12/seed1")
+    assert boosts[1][1].endswith("boost/imagenet/vit_b16_l14_ep20_batch128_8+8ctx_l12/seed1")
+    assert opt(boosts[0][2], "--seed") == "1"
+    phase2 = [r for r in runs if not r[0].startswith("boost")]
+    assert len(phase2) == 2 * 3 * 2
+    for what, _, argv in phase2:
+        dataset = what.split()[2]
+        boost = next(b for b in boosts if f"/boost/{dataset}/" in b[1])
+        assert opt(argv, "TRAINER.CASPL.BOOST_PROMPTS") == boost[1] + "/boost_prompts.pt"
+        assert "CasPL_PromptSRC/vit_b16_c2_ep20_batch4_8+8ctx_l12.yaml" in opt(argv, "--config-file")
+    assert {opt(a, "--seed") for _, _, a in phase2} == {"1", "2", "3"}
+
+
+def test_boost_seeds_each_boosts_once_per_seed_and_other_values_are_refused(tmp_path):
+    res, runs = dry_run("fewshot.sh", tmp_path, DATASETS="dtd", SEEDS="1 2", SHOTS="4", BOOST_SEEDS="each")
+    assert res.returncode == 0, res.stderr
+    assert [r[0] for r in runs] == [
+        "boost dtd seed1", "4-shot dtd seed1 CasPL_PromptSRC", "boost dtd seed2", "4-shot dtd seed2 CasPL_PromptSRC",
+    ]  # fmt: skip
+    assert opt(runs[3][2], "TRAINER.CASPL.BOOST_PROMPTS").endswith("/seed2/boost_prompts.pt")
+    _, runs = dry_run("fewshot.sh", tmp_path, DATASETS="dtd", SEEDS="1 2", SHOTS="4", BOOST_SEEDS="7")
+    assert [r[0] for r in runs if r[0].startswith("boost")] == ["boost dtd seed7"]
+    res, _ = dry_run("fewshot.sh", tmp_path, DATASETS="dtd", SEEDS="1", BOOST_SEEDS="1 2")
+    assert res.returncode == 2 and "BOOST_SEEDS must be a seed number or 'each'" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "trainer, b2n, xd, xd_boost",
+    [
+        (
+            "CasPL_PromptSRC",
+            "vit_b16_c2_ep20_batch4_8+8ctx_l12",
+            "vit_b16_c2_ep20_batch4_8+8ctx_cross_datasets_l3",
+            "l3",
+        ),
+        (
+            "CasPL_MaPLe",
+            "vit_b16_c8_ep5_batch4_8ctx_l12",
+            "vit_b16_c8_ep5_batch4_8ctx_cross_datasets_l12",
+            "l1",
+        ),
+        ("CasPL_CoOp", "vit_b16_ep50", "vit_b16_ep10_ctxv1", "l1"),
+        ("CasPL_CoCoOp", "vit_b16_c8_ep10_batch1", "vit_b16_c4_ep10_batch1_ctxv1", "l3"),
+    ],
+)
+def test_scripts_default_to_the_authors_configs_per_method(tmp_path, trainer, b2n, xd, xd_boost):
+    res, runs = dry_run("base2new.sh", tmp_path, TRAINER=trainer, DATASETS="imagenet", SEEDS="1")
+    assert res.returncode == 0, res.stderr
+    assert opt(runs[1][2], "--config-file") == f"configs/trainers/{trainer}/{b2n}.yaml"
+    assert opt(runs[1][2], "OPTIM.MAX_EPOCH") is None  # no CoOp epoch rule for the authors' CasPL_CoOp
+    res, runs = dry_run("dg.sh", tmp_path, TRAINER=trainer, SEEDS="1")
+    assert res.returncode == 0, res.stderr
+    assert runs[0][1].endswith(f"boost/imagenet/vit_b16_l14_ep20_batch128_4+4ctx_{xd_boost}/seed1")
+    assert opt(runs[1][2], "--config-file") == f"configs/trainers/{trainer}/{xd}.yaml"
+
+
+def test_fewshot_gpa_per_dataset_as_the_authors_launch(tmp_path):
+    sets = "imagenet caltech101 oxford_pets food101 ucf101 sun397 stanford_cars oxford_flowers fgvc_aircraft dtd eurosat"
+    for trainer in ("CasPL_PromptSRC", "PromptSRC"):
+        res, runs = dry_run("fewshot.sh", tmp_path, TRAINER=trainer, DATASETS=sets, SEEDS="1", SHOTS="1")
+        assert res.returncode == 0, res.stderr
+        gpa = {
+            r[0].split()[1]: (opt(r[2], "TRAINER.PROMPTSRC.GPA_MEAN"), opt(r[2], "TRAINER.PROMPTSRC.GPA_STD"))
+            for r in runs
+            if "-shot" in r[0]
+        }
+        five = {"stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat"}
+        assert gpa == {d: ("45", "5") if d in five else (None, None) for d in sets.split()}  # else the YAML's
+    assert (
+        merged("CasPL_PromptSRC/vit_b16_c2_ep50_batch4_8+8ctx_few_shot_l12").TRAINER.PROMPTSRC.GPA_MEAN
+    ) == 30
+
+
+# ---------------------------------------------------------------------------- item 3: results.json
+BOOST_TINY = [
+    "TRAINER.CASPL.PREC", "fp32", "TRAINER.CASPL.TEACHER.NAME", "small-vit",
+    "TRAINER.CASPL.BOOST.N_CTX_TEXT", "2", "TRAINER.CASPL.BOOST.N_CTX_VISION", "2",
+    "TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT", "2", "TRAINER.CASPL.BOOST.PROMPT_DEPTH_VISION", "2",
+    "TRAINER.CASPL.BOOST.CTX_INIT", "a photo", "OPTIM.MAX_EPOCH", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_boost(tmp_path_factory, data_root):
+    """One 1-epoch phase-1 run (tiny-vit student, small-vit teacher) shared by this module."""
+    import train
+    from tests.conftest import train_argv
+
+    out = tmp_path_factory.mktemp("fidelity_boost") / "boost/synthetic/tiny/seed1"
+    assert train.main(train_argv(data_root, out, "CasPL_Boost", *BOOST_TINY)) == 0
+    return out
+
+
+def test_results_json_names_the_boost_run_it_used(tiny_boost, run_train, tmp_path):
+    from tests.test_methods_train import COMMON, METHODS
+
+    opts = [*COMMON, *METHODS["CoOp"], "OPTIM.MAX_EPOCH", "1", "TRAINER.CASPL.BOOST_PROMPTS", str(tiny_boost)]
+    res = run_train(tmp_path / "coop", "CasPL_CoOp", *opts)
+    assert res["boost_prompts"] == str(tiny_boost / "boost_prompts.pt")
+    run = res["boost_run"]
+    assert run["dir"] == str(tiny_boost) and run["seed"] == 1 and run["dataset"] == "Synthetic"
+    assert (run["tokens"], run["depth"]) == ([2, 2], [2, 2])
+    assert json.loads((tmp_path / "coop/results.json").read_text())["boost_run"] == run
