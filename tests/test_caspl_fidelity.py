@@ -323,3 +323,85 @@ def test_results_json_names_the_boost_run_it_used(tiny_boost, run_train, tmp_pat
     assert run["dir"] == str(tiny_boost) and run["seed"] == 1 and run["dataset"] == "Synthetic"
     assert (run["tokens"], run["depth"]) == ([2, 2], [2, 2])
     assert json.loads((tmp_path / "coop/results.json").read_text())["boost_run"] == run
+
+
+# ---------------------------------------------------------------------------- item 6: CasPL_MaPLe layout
+def _words(encoder, c: int = 0) -> list[str]:
+    """The token sequence of class c as words, slots shown as "#"."""
+    from caspl.vlm.prompted import tokenizer
+
+    ids = encoder.token_ids[c, : int(encoder.eot_index[c]) + 1].tolist()
+    slots = set(encoder.slots[c].tolist())
+    words = [tokenizer().decoder[i].replace("</w>", "") if p not in slots else "#" for p, i in enumerate(ids)]
+    return words[1:-1]  # without SOS / EOT
+
+
+def _cascade(clip_model, n_text: int, depth: int):
+    from caspl.vlm.model import CascadeGroups
+    from caspl.vlm.prompted import PromptGroup
+    from trainers.ivlp import text_width, vision_width
+
+    torch.manual_seed(3)
+    return CascadeGroups(
+        PromptGroup(n_text, text_width(clip_model), depth), PromptGroup(2, vision_width(clip_model), depth)
+    )
+
+
+@pytest.mark.parametrize(
+    "n_ctx, ctx_init, expected",
+    [
+        (2, "a photo of a", ["#", "#", "of", "a", "#", "#", "#", "zig", "zag", "."]),  # the authors' layout
+        (2, "", ["#", "#", "x", "x", "#", "#", "#", "zig", "zag", "."]),  # theirs: the placeholders "X X"
+        (4, "a photo of a", ["#"] * 7 + ["zig", "zag", "."]),  # nothing left over
+        (8, "a photo of a", ["#"] * 11 + ["zig", "zag", "."]),  # > 4 tokens: random init, nothing left over
+    ],
+)
+def test_caspl_maple_keeps_leftover_words_between_its_tokens_and_the_boosting_tokens(
+    tiny_clip, n_ctx, ctx_init, expected
+):
+    from trainers.maple import MaPLeModel
+
+    model = MaPLeModel(tiny_clip, ["zig_zag"], n_ctx, ctx_init, depth=2, cascade=_cascade(tiny_clip, 3, 2))
+    assert _words(model.text_encoder) == expected
+    assert model.text_encoder.group_sizes == [n_ctx, 3]
+    plain = MaPLeModel(tiny_clip, ["zig_zag"], n_ctx, ctx_init, depth=2)  # MaPLe alone: unchanged
+    assert _words(plain.text_encoder)[n_ctx:] == (["of", "a"] if n_ctx == 2 and ctx_init else []) + [
+        "zig", "zag", ".",
+    ]  # fmt: skip
+
+
+def test_caspl_maple_token_order_at_every_layer(tiny_clip):
+    """Layer 0: [SOS][MaPLe 0]"of a"[boost 0][class]; deeper: both groups rewritten, "of a" carried over."""
+    from trainers.maple import MaPLeModel
+
+    model = MaPLeModel(tiny_clip, ["dog"], 2, "a photo of a", depth=3, cascade=_cascade(tiny_clip, 3, 3))
+    with torch.no_grad():
+        for p in model.prompt_learner.parameters():
+            p.add_(torch.randn_like(p))
+    seen, outputs = [], []
+    blocks = tiny_clip.transformer.resblocks
+    hooks = [
+        b.register_forward_pre_hook(lambda m, a: seen.append(a[0].permute(1, 0, 2)[0].clone()))
+        for b in blocks
+    ]
+    hooks += [
+        b.register_forward_hook(lambda m, a, out: outputs.append(out.permute(1, 0, 2)[0].clone()))
+        for b in blocks
+    ]
+    try:
+        with torch.no_grad():
+            model.encode_text()
+    finally:
+        for h in hooks:
+            h.remove()
+    maple, boost = model.prompt_learner.text(), model.cascade.text()
+    pos = tiny_clip.positional_embedding
+    embed = model.text_encoder.token_embedding[0]
+    torch.testing.assert_close(seen[0][1:3], maple[0] + pos[1:3])
+    torch.testing.assert_close(seen[0][3:5], embed[3:5] + pos[3:5])  # "of a"
+    torch.testing.assert_close(seen[0][5:8], boost[0] + pos[5:8])
+    for layer in (1, 2):
+        torch.testing.assert_close(seen[layer][1:3], maple[layer])
+        torch.testing.assert_close(seen[layer][5:8], boost[layer])
+        torch.testing.assert_close(seen[layer][3:5], outputs[layer - 1][3:5])  # "of a" passes through
+    torch.testing.assert_close(seen[3], outputs[2])  # beyond both depths nothing is rewritten
