@@ -405,3 +405,74 @@ def test_caspl_maple_token_order_at_every_layer(tiny_clip):
         torch.testing.assert_close(seen[layer][5:8], boost[layer])
         torch.testing.assert_close(seen[layer][3:5], outputs[layer - 1][3:5])  # "of a" passes through
     torch.testing.assert_close(seen[3], outputs[2])  # beyond both depths nothing is rewritten
+
+
+# ---------------------------------------------------------------------------- item 7(b): depth mismatch
+def _build(data_root, out, trainer, *opts):
+    from tests.test_methods_train import build
+
+    return build(data_root, out, trainer, *opts)
+
+
+def test_depth_mismatch_is_refused_for_ivlp_style_methods_unless_kept(
+    tiny_boost, data_root, tmp_path, capsys
+):
+    from tests.test_methods_train import COMMON, METHODS
+
+    boost = ["TRAINER.CASPL.BOOST_PROMPTS", str(tiny_boost)]  # depth 2 in both towers
+    deeper = ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3"]
+    opts = [*COMMON, *METHODS["PromptSRC"], *boost]
+    same = _build(data_root, tmp_path / "same", "CasPL_PromptSRC", *opts)  # equal depths: no question
+    assert len(same.model.cascade.text.tokens) == 2
+    with pytest.raises(
+        ValueError, match=r"depth 2 \(text\) / 2 \(vision\) but TRAINER.PROMPTSRC.PROMPT_DEPTH"
+    ):
+        _build(data_root, tmp_path / "err", "CasPL_PromptSRC", *opts, *deeper)
+    kept = _build(
+        data_root,
+        tmp_path / "keep",
+        "CasPL_PromptSRC",
+        *opts,
+        *deeper,
+        "TRAINER.CASPL.DEPTH_MISMATCH",
+        "keep",
+    )
+    assert "act at their trained depth" in capsys.readouterr().out
+    # Kept: the trained layers only (never random padding), beside the method's 3 prompted layers.
+    saved = torch.load(tiny_boost / "boost_prompts.pt", weights_only=True)
+    assert len(kept.model.cascade.text.tokens) == 2 and len(kept.model.prompt_learner.text.tokens) == 3
+    assert all(torch.equal(a, b) for a, b in zip(kept.model.cascade.text(), saved["text"]))
+    # MaPLe (and the shallow CoOp / CoCoOp) run the boosting prompts at their own depth, as the authors' code.
+    maple = [*COMMON, *METHODS["MaPLe"], "TRAINER.MAPLE.PROMPT_DEPTH", "3", *boost]
+    assert len(_build(data_root, tmp_path / "maple", "CasPL_MaPLe", *maple).model.cascade.text.tokens) == 2
+    with pytest.raises(ValueError, match="DEPTH_MISMATCH must be error or keep"):
+        _build(data_root, tmp_path / "bad", "CasPL_PromptSRC", *opts, "TRAINER.CASPL.DEPTH_MISMATCH", "pad")
+
+
+@pytest.mark.parametrize("trainer", ["CasPL_PromptSRC", "CasPL_IVLP"])
+def test_shipped_config_pairs_never_hit_the_depth_mismatch(tmp_path, trainer):
+    for script, env in (
+        ("base2new.sh", {"DATASETS": "dtd imagenet"}),
+        ("fewshot.sh", {"DATASETS": "dtd", "SHOTS": "1"}),
+        ("xd.sh", {"DATASETS": "dtd"}),
+    ):
+        res, runs = dry_run(script, tmp_path, TRAINER=trainer, SEEDS="1", **env)
+        assert res.returncode == 0, res.stderr
+        boosts = {
+            r[1] + "/boost_prompts.pt": merged_file(opt(r[2], "--config-file"))
+            for r in runs
+            if "boost" in r[0]
+        }
+        node = trainer.removeprefix("CasPL_").upper()
+        for what, _, argv in runs:
+            if "boost" in what or "--eval-only" in argv:
+                continue
+            boost = boosts[opt(argv, "TRAINER.CASPL.BOOST_PROMPTS")].TRAINER.CASPL.BOOST
+            method = merged_file(opt(argv, "--config-file")).TRAINER[node]
+            assert (boost.PROMPT_DEPTH_TEXT, boost.PROMPT_DEPTH_VISION) == (
+                method.PROMPT_DEPTH_TEXT, method.PROMPT_DEPTH_VISION,
+            ), (script, what)  # fmt: skip
+
+
+def merged_file(rel_path: str):
+    return merged(rel_path.removeprefix("configs/trainers/").removesuffix(".yaml"))

@@ -94,6 +94,10 @@ def add_caspl_cfg(cfg: CN) -> None:
     cfg.TRAINER.CASPL.BOOST_TRAINABLE = False  # the paper's ablation: fine-tune the boosting prompts too
     # PromptSRC's frozen reference: plain CLIP (the authors' CasPL_PromptSRC) or the boosted CLIP.
     cfg.TRAINER.CASPL.REG_REFERENCE = "clip"
+    # Boosting prompts whose depth differs from an IVLP-style method's (CasPL_PromptSRC, CasPL_IVLP), where the
+    # authors' phase 2 pads missing boosting layers with frozen random tokens or drops extra ones:
+    # "error" refuses the run; "keep" runs with the boosting prompts at the depth phase 1 trained (a warning).
+    cfg.TRAINER.CASPL.DEPTH_MISMATCH = "error"
 
 
 # ---------------------------------------------------------------------------- loss
@@ -463,6 +467,7 @@ class CascadeMixin:
             f"(teacher {meta.get('teacher', {}).get('name')}, dataset {meta.get('dataset')}, classes {meta.get('classes')})"
         )
         path = resolve_boost_path(self.cfg.TRAINER.CASPL.BOOST_PROMPTS)
+        self.check_boost_depth(groups, path)
         # results.json says which phase-1 run this run used (the sweeps share one run among seeds).
         self.boost_record = {
             "boost_prompts": str(path),
@@ -477,6 +482,39 @@ class CascadeMixin:
 
     def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return super().final_evaluation({**(extra or {}), **getattr(self, "boost_record", {})})  # type: ignore[misc]
+
+    def check_boost_depth(self, groups: CascadeGroups, path: Path) -> None:
+        """TRAINER.CASPL.DEPTH_MISMATCH for methods with IVLP-style per-tower depths (PromptSRC, IVLP).
+
+        Our boosting prompts always act at the depth phase 1 trained them at (the boosted CLIP of phase 2 is
+        the phase-1 student). The authors' CasPL_PromptSRC instead gives the boosting prompts the method's
+        depth: layers phase 1 did not train stay at their random initialisation, extra trained layers are
+        dropped. Where the two would differ, refuse (default) or keep ours with a warning. Shallow methods
+        (CoOp, CoCoOp) and MaPLe run the boosting prompts at their own depth in the authors' code too.
+        """
+        policy = self.cfg.TRAINER.CASPL.DEPTH_MISMATCH
+        if policy not in ("error", "keep"):
+            raise ValueError(f"TRAINER.CASPL.DEPTH_MISMATCH must be error or keep, got {policy!r}")
+        node, key = self.method_cfg, f"TRAINER.{self.cfg_node}"  # type: ignore[attr-defined]
+        if not all(hasattr(node, k) for k in ("PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION")):
+            return
+        boost = (len(groups.text.tokens), len(groups.vision.tokens))
+        method = (node.PROMPT_DEPTH_TEXT, node.PROMPT_DEPTH_VISION)
+        if boost == method:
+            return
+        what = (
+            f"the boosting prompts of {path} have depth {boost[0]} (text) / {boost[1]} (vision) but "
+            f"{key}.PROMPT_DEPTH_TEXT / _VISION are {method[0]} / {method[1]}"
+        )
+        if policy == "error":
+            raise ValueError(
+                f"{what}. The authors' code would pad missing boosting layers with frozen random tokens or drop "
+                "extra ones. Run phase 1 with the same depth (e.g. the phase-1 config the sweep scripts pick), "
+                "or set TRAINER.CASPL.DEPTH_MISMATCH keep to use the boosting prompts at their trained depth"
+            )
+        print(
+            f"Warning: {what}; the boosting prompts act at their trained depth (TRAINER.CASPL.DEPTH_MISMATCH keep)"
+        )
 
     def reference_cascade(self) -> CascadeGroups | None:
         """PromptSRC's frozen reference: plain CLIP (default, as the authors) or the boosted CLIP."""
