@@ -476,3 +476,150 @@ def test_shipped_config_pairs_never_hit_the_depth_mismatch(tmp_path, trainer):
 
 def merged_file(rel_path: str):
     return merged(rel_path.removeprefix("configs/trainers/").removesuffix(".yaml"))
+
+
+# ---------------------------------------------------------------------------- ablations: the unlabeled pool
+def _pool_cfg(data_root, **boost):
+    import trainers  # noqa: F401
+    from caspl.config import get_cfg_default
+
+    cfg = get_cfg_default()
+    cfg.DATASET.NAME, cfg.DATASET.ROOT, cfg.SEED = "Synthetic", str(data_root), 1
+    for key, value in boost.items():
+        if key == "UNLABELED_DIR":
+            cfg.DATASET.UNLABELED_DIR = value
+        else:
+            cfg.TRAINER.CASPL.BOOST[key] = value
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def synthetic(data_root):
+    from caspl.data.loader import build_dataset
+
+    return build_dataset(_pool_cfg(data_root))
+
+
+@pytest.fixture(scope="module")
+def other_dataset():
+    """A second registered dataset (Synthetic's images in a folder of its own) for out-of-domain pools."""
+    from caspl.registry import DATASET_REGISTRY
+    from datasets.synthetic import Synthetic
+
+    if "SyntheticOther" not in DATASET_REGISTRY:
+        DATASET_REGISTRY.register(type("SyntheticOther", (Synthetic,), {"dataset_name": "synthetic_other"}))
+    return "SyntheticOther"
+
+
+def test_unlabeled_per_class_draws_n_train_images_per_class_seeded(data_root, synthetic):
+    from collections import Counter
+
+    from trainers.caspl import unlabeled_pool
+
+    train = {d.impath: d.label for d in synthetic.train_x}
+    paths, record = unlabeled_pool(_pool_cfg(data_root, UNLABELED_PER_CLASS=3), synthetic)
+    assert len(paths) == 36 and set(Counter(train[p] for p in paths).values()) == {3}  # 3 of each of 12
+    assert record["per_class"] == 3 and record["n_images"] == 36 and record["seed"] == 1
+    assert record["images"] == sorted(os.path.relpath(p, data_root) for p in paths)
+    again, _ = unlabeled_pool(_pool_cfg(data_root, UNLABELED_PER_CLASS=3), synthetic)
+    assert again == paths  # the seed fixes the draw
+    cfg = _pool_cfg(data_root, UNLABELED_PER_CLASS=3)
+    cfg.SEED = 2
+    assert unlabeled_pool(cfg, synthetic)[0] != paths
+    everything, record = unlabeled_pool(_pool_cfg(data_root), synthetic)  # 0: the whole train split
+    assert sorted(everything) == sorted(train) and "images" not in record
+    capped, _ = unlabeled_pool(_pool_cfg(data_root, UNLABELED_PER_CLASS=100), synthetic)
+    assert sorted(capped) == sorted(train)  # a class with fewer images gives all it has
+    with pytest.raises(ValueError, match="UNLABELED_PER_CLASS must be >= 0"):
+        unlabeled_pool(_pool_cfg(data_root, UNLABELED_PER_CLASS=-1), synthetic)
+
+
+def test_out_of_domain_pool_from_a_folder_or_another_dataset(data_root, synthetic, other_dataset, tmp_path):
+    import shutil
+
+    from trainers.caspl import unlabeled_pool
+
+    folder = tmp_path / "web_images"
+    folder.mkdir()
+    for i, item in enumerate(synthetic.test[:5]):
+        shutil.copy(item.impath, folder / f"img_{i}.png")
+    paths, record = unlabeled_pool(
+        _pool_cfg(data_root, UNLABELED="dir", UNLABELED_DIR=str(folder)), synthetic
+    )
+    assert sorted(paths) == sorted(str(p) for p in folder.iterdir()) and record["source"] == "dir"
+    with pytest.raises(ValueError, match="needs DATASET.UNLABELED_DIR"):
+        unlabeled_pool(_pool_cfg(data_root, UNLABELED="dir"), synthetic)
+    with pytest.raises(ValueError, match="needs a labelled train split"):
+        unlabeled_pool(
+            _pool_cfg(data_root, UNLABELED="dir", UNLABELED_DIR=str(folder), UNLABELED_PER_CLASS=2), synthetic
+        )
+    paths, _ = unlabeled_pool(_pool_cfg(data_root, UNLABELED=other_dataset, UNLABELED_PER_CLASS=2), synthetic)
+    assert len(paths) == 24 and all(f"{os.sep}synthetic_other{os.sep}" in p for p in paths)
+    by_config_name, _ = unlabeled_pool(
+        _pool_cfg(data_root, UNLABELED="synthetic"), synthetic
+    )  # the yaml's name
+    assert sorted(by_config_name) == sorted(d.impath for d in synthetic.train_x)
+    with pytest.raises(ValueError, match="'nowhere' is neither train, dir, a registered dataset"):
+        unlabeled_pool(_pool_cfg(data_root, UNLABELED="nowhere"), synthetic)
+
+
+def test_boost_file_records_the_pool_and_keeps_the_target_class_names(data_root, other_dataset, tmp_path):
+    import train
+    from tests.conftest import train_argv
+    from trainers.caspl import CasPL_Boost
+
+    opts = [
+        *BOOST_TINY,
+        "TRAINER.CASPL.BOOST.UNLABELED",
+        other_dataset,
+        "TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS",
+        "2",
+    ]
+    seen = {}
+    original = CasPL_Boost.build_prompt_model
+
+    def spy(self, clip_model, classnames, cascade):
+        seen["teacher_classes"] = list(self.boost_classnames)
+        return original(self, clip_model, classnames, cascade)
+
+    CasPL_Boost.build_prompt_model = spy
+    try:
+        assert train.main(train_argv(data_root, tmp_path, "CasPL_Boost", *opts)) == 0
+    finally:
+        CasPL_Boost.build_prompt_model = original
+    from datasets.synthetic import CLASSNAMES
+
+    assert seen["teacher_classes"] == list(
+        CLASSNAMES
+    )  # the target's names; only the images come from elsewhere
+    meta = torch.load(tmp_path / "boost_prompts.pt", weights_only=True)["meta"]
+    pool = meta["unlabeled"]
+    assert (pool["source"], pool["per_class"], pool["seed"], pool["n_images"]) == (other_dataset, 2, 1, 24)
+    assert len(pool["images"]) == 24 and all(p.startswith("synthetic_other/") for p in pool["images"])
+    assert meta["teacher"]["class_text"] == ["a photo of a {}."]
+
+
+def test_ablations_script_plans_the_partial_data_and_out_of_domain_sweeps(tmp_path):
+    res, runs = dry_run("ablations.sh", tmp_path, PER_CLASS="2 full", SEEDS="1 2 3")
+    assert res.returncode == 0, res.stderr
+    boosts = [r for r in runs if r[0].startswith("boost")]
+    assert [opt(r[2], "TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS") for r in boosts] == ["2", "0"]
+    assert [opt(r[2], "--seed") for r in boosts] == ["1", "1"]  # one boosting run per N, read by the 3 seeds
+    for n, boost in zip(("2", "full"), boosts):
+        tree = str(tmp_path / f"out/ablations/partial_data/per_class_{n}")
+        assert boost[1].startswith(tree + "/boost/dtd/")
+        phase2 = [r for r in runs if r[1].startswith(tree + "/base2new/")]
+        assert len(phase2) == 6 and {r[0].split()[0] for r in phase2} == {"train", "test"}
+        assert all(opt(r[2], "TRAINER.CASPL.BOOST_PROMPTS") == boost[1] + "/boost_prompts.pt" for r in phase2)
+    res, runs = dry_run("ablations.sh", tmp_path, ABLATION="out_of_domain", SEEDS="1")
+    assert res.returncode == 0, res.stderr
+    boosts = [r for r in runs if r[0].startswith("boost")]
+    assert len(boosts) == 10 and "imagenet" not in {r[0].split()[1] for r in boosts}
+    assert {opt(r[2], "TRAINER.CASPL.BOOST.UNLABELED") for r in boosts} == {"imagenet"}
+    assert all(
+        "/ablations/out_of_domain/fewshot/" in r[1] and "/shots_16/" in r[1] for r in runs if "shot" in r[0]
+    )
+    bad, _ = dry_run("ablations.sh", tmp_path, ABLATION="depth")
+    assert bad.returncode == 2 and "ABLATION must be partial_data or out_of_domain" in bad.stderr
+    bad, _ = dry_run("ablations.sh", tmp_path, PER_CLASS="0")
+    assert bad.returncode == 2 and "PER_CLASS takes positive image counts" in bad.stderr

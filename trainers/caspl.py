@@ -8,6 +8,7 @@ losses are unchanged. `CasPL_ZS` evaluates the boosted CLIP alone.
 """
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,13 @@ def add_caspl_cfg(cfg: CN) -> None:
     # numel: mean over images x classes (PromptKD), i.e. batchmean / n_classes. LR x KD_WEIGHT sets the step
     # size (SGD), so batchmean with KD_WEIGHT w equals numel with KD_WEIGHT w * n_classes.
     cfg.TRAINER.CASPL.BOOST.KD_REDUCTION = "batchmean"
-    # Unlabeled pool: the dataset's train split with labels dropped (+ DATASET.UNLABELED_DIR when set).
+    # Unlabeled pool (labels dropped): "train" = the dataset's train split (+ every image under
+    # DATASET.UNLABELED_DIR when set); "dir" = DATASET.UNLABELED_DIR alone; a dataset name (e.g. "ImageNet" or
+    # its config name "imagenet") = that dataset's train split under DATASET.ROOT (+ UNLABELED_DIR), the
+    # paper's out-of-domain boosting. The class names are always the target dataset's.
     cfg.TRAINER.CASPL.BOOST.UNLABELED = "train"
+    # > 0: only N train images per class (seeded by SEED; the paper's partial-data ablation on DTD).
+    cfg.TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS = 0
     # Class names on the text side: all (PromptKD's protocol) | base (never sees new-class names).
     cfg.TRAINER.CASPL.BOOST.CLASSES = "all"
     cfg.TRAINER.CASPL.TEACHER = CN()
@@ -214,6 +220,88 @@ def load_boost_prompts(path: str, clip_model: CLIP, backbone: str) -> tuple[Casc
     return CascadeGroups(*groups), meta
 
 
+# ---------------------------------------------------------------------------- phase 1: unlabeled pool
+DATASET_CONFIGS = Path(__file__).resolve().parents[1] / "configs/datasets"
+
+
+def pick_per_class(items: list[Any], n: int, seed: int) -> list[Any]:
+    """`n` items per label (all of a smaller class), drawn with their own seeded RNG (global RNG untouched)."""
+    import random  # noqa: PLC0415
+
+    by_label: dict[int, list[Any]] = {}
+    for item in sorted(items, key=lambda d: d.impath):
+        by_label.setdefault(int(item.label), []).append(item)
+    rng = random.Random(seed)
+    return [
+        d for label in sorted(by_label) for d in rng.sample(by_label[label], min(n, len(by_label[label])))
+    ]
+
+
+def _other_dataset(cfg: Any, name: str) -> Any:
+    """The dataset named `name` (registry name or configs/datasets/<name>.yaml) at DATASET.ROOT, all classes."""
+    from caspl.data.loader import build_dataset  # noqa: PLC0415
+    from caspl.registry import DATASET_REGISTRY  # noqa: PLC0415
+
+    registered = name
+    if name not in DATASET_REGISTRY and (DATASET_CONFIGS / f"{name}.yaml").is_file():
+        registered = CN.load_cfg((DATASET_CONFIGS / f"{name}.yaml").read_text()).DATASET.NAME
+    other = cfg.clone()
+    other.defrost()
+    other.DATASET.NAME = registered
+    other.DATASET.NUM_SHOTS = -1
+    other.DATASET.SUBSAMPLE_CLASSES = "all"
+    try:
+        return build_dataset(other)
+    except KeyError as err:
+        raise ValueError(
+            f"TRAINER.CASPL.BOOST.UNLABELED {name!r} is neither train, dir, a registered dataset nor a "
+            f"configs/datasets/<name>.yaml"
+        ) from err
+
+
+def unlabeled_pool(cfg: Any, dataset: Any) -> tuple[list[str], dict[str, Any]]:
+    """Phase 1's image paths per TRAINER.CASPL.BOOST.UNLABELED / UNLABELED_PER_CLASS, and what to record."""
+    from caspl.data.io import find_images  # noqa: PLC0415
+
+    boost, extra_dir = cfg.TRAINER.CASPL.BOOST, cfg.DATASET.UNLABELED_DIR
+    source, per_class = boost.UNLABELED, int(boost.UNLABELED_PER_CLASS)
+    if per_class < 0:
+        raise ValueError(f"TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS must be >= 0, got {per_class}")
+    record: dict[str, Any] = {
+        "source": source,
+        "per_class": per_class,
+        "seed": cfg.SEED,
+        "unlabeled_dir": extra_dir,
+    }
+    if source == "dir":
+        if not extra_dir:
+            raise ValueError(
+                "TRAINER.CASPL.BOOST.UNLABELED dir needs DATASET.UNLABELED_DIR (a folder of images)"
+            )
+        if per_class:
+            raise ValueError(
+                "TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS needs a labelled train split, not UNLABELED dir"
+            )
+        paths: list[str] = []
+    else:
+        pool_set = dataset if source == "train" else _other_dataset(cfg, source)
+        items = getattr(pool_set, "_full_train", None) or pool_set.train_x
+        if per_class:
+            items = pick_per_class(items, per_class, cfg.SEED)
+            root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT or "."))
+            record["images"] = sorted(os.path.relpath(d.impath, root) for d in items)
+        paths = [d.impath for d in items]
+    if extra_dir:
+        folder = os.path.abspath(os.path.expanduser(extra_dir))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"DATASET.UNLABELED_DIR {folder} does not exist")
+        paths += find_images(folder)
+    if not paths:
+        raise ValueError(f"the unlabeled pool of phase 1 is empty (TRAINER.CASPL.BOOST.UNLABELED {source!r})")
+    record["n_images"] = len(paths)
+    return paths, record
+
+
 # ---------------------------------------------------------------------------- phase 1
 class BoostStudent(PromptedCLIP):
     """The student of phase 1: CLIP + learnable boosting prompts (text and vision)."""
@@ -256,6 +344,7 @@ class FrozenTeacher(torch.nn.Module):
             templates = list(IMAGENET_TEMPLATES)
         else:
             templates = [teacher_template(dataset_name) if template == "dataset" else template]
+        self.templates = templates if template != "ensemble" else ["ensemble"]
         device = self.clip.logit_scale.device  # where the teacher already is: a GPU encodes 1000 classes fast
         feats = []
         for t in templates:
@@ -298,10 +387,12 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
 
         super().build_data_loader()
         boost = self.cfg.TRAINER.CASPL.BOOST
-        if boost.UNLABELED != "train":
-            raise ValueError(f"TRAINER.CASPL.BOOST.UNLABELED must be 'train', got {boost.UNLABELED!r}")
-        impaths = self.dm.dataset.unlabeled_impaths(self.cfg.DATASET.UNLABELED_DIR)
-        print(f"Unlabeled pool: {len(impaths):,} images (labels dropped)")
+        impaths, self.pool_record = unlabeled_pool(self.cfg, self.dm.dataset)
+        print(
+            f"Unlabeled pool: {len(impaths):,} images (labels dropped; source {self.pool_record['source']}"
+            + (f", {boost.UNLABELED_PER_CLASS} per class" if boost.UNLABELED_PER_CLASS else "")
+            + ")"
+        )
         self.train_loader_x = self.prepare_train_loader(
             build_unlabeled_loader(
                 self.cfg,
@@ -429,9 +520,11 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
             "teacher": {
                 "name": cfg.TRAINER.CASPL.TEACHER.NAME,
                 "template": cfg.TRAINER.CASPL.TEACHER.TEMPLATE,
+                "class_text": self.teacher.templates,
             },
             "dataset": cfg.DATASET.NAME,
             "classes": cfg.TRAINER.CASPL.BOOST.CLASSES,
+            "unlabeled": getattr(self, "pool_record", None),
             "seed": cfg.SEED,
             "epochs": self.max_epoch,
             "final_kd_loss": getattr(self, "final_kd_loss", None),  # last epoch's mean training loss
@@ -473,7 +566,8 @@ class CascadeMixin:
             "boost_prompts": str(path),
             "boost_run": {
                 "dir": str(path.parent),
-                **{k: meta.get(k) for k in ("dataset", "seed", "epochs", "classes", "unlabeled")},
+                **{k: meta.get(k) for k in ("dataset", "seed", "epochs", "classes")},
+                "unlabeled": {k: v for k, v in (meta.get("unlabeled") or {}).items() if k != "images"},
                 "tokens": [meta.get("n_ctx_text"), meta.get("n_ctx_vision")],
                 "depth": [len(groups.text.tokens), len(groups.vision.tokens)],
             },
