@@ -86,6 +86,18 @@ def test_phase1_configs_are_the_authors(name, batch, tokens, depth):
         from caspl.config import get_cfg_default
 
         assert get_cfg_default().TRAINER.CASPL == cfg.TRAINER.CASPL
+        # 8x512x12 + 8x768x12 = 122,880 values, 0.08% of ViT-B/16 (README; the paper: < 0.1%).
+        from clip.model import CLIP
+
+        from caspl.bench.shapes import ARCHS
+        from caspl.engine.clip_trainer import count_parameters
+        from trainers.caspl import make_boost_groups
+
+        with torch.device("meta"):
+            vit_b16 = CLIP(*ARCHS["ViT-B/16"])
+            groups = make_boost_groups(vit_b16, boost)  # 8 > 4 tokens: CTX_INIT is not read
+        assert count_parameters(groups) == 122_880
+        assert round(100 * count_parameters(groups) / count_parameters(vit_b16), 2) == 0.08
 
 
 def test_promptkd_phase1_stays_as_a_named_alternative_with_its_source():
