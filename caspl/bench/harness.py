@@ -133,6 +133,7 @@ def method_cfg(
             cfg.TRAINER.CASPL.TEACHER.PATH = ""
         if name.startswith("CasPL_") and name != "CasPL_Boost":
             cfg.TRAINER.CASPL.BOOST_PROMPTS = str(make_boost_file(backbone, cfg.TRAINER.CASPL.BOOST, workdir))
+            cfg.TRAINER.CASPL.DEPTH_MISMATCH = "keep"  # default-depth boosting prompts on any method config
     return cfg, source
 
 
