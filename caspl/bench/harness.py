@@ -84,8 +84,9 @@ def find_config(name: str, config_dir: Path) -> Path | None:
     CasPL_<X> without its own folder takes X's (same adapting prompts as the plain method)."""
     base = name[len("CasPL_") :] if name.startswith("CasPL_") else name
     folders = list(dict.fromkeys([config_dir / name, config_dir / base]))
-    # The paper setting in either folder first, so a method and its CasPL version run the same setting.
-    for folder in folders:
+    # The paper setting, the plain method's file first, so a method and its CasPL version run the same
+    # setting (CasPL_<X> folders also hold the CasPL authors' own settings under the same names).
+    for folder in reversed(folders):
         preferred = folder / PREFERRED_CONFIGS.get(base, "")
         if preferred.is_file():
             return preferred
