@@ -3,7 +3,7 @@
 #
 # For each dataset and seed:
 #   1. CasPL_* trainers only: phase-1 boosting on the dataset's unlabeled train images, once, at
-#      $OUT/boost/<dataset>/<BOOST_CONFIG>/seed<S> (skipped when its boost_prompts.pt exists; shared by
+#      $OUT/boost/<dataset>/<BOOST_CONFIG>/seed<BOOST_SEEDS> (skipped when its boost_prompts.pt exists; shared by
 #      every CasPL_* trainer and by fewshot.sh);
 #   2. training on the base classes (the run ends with the evaluation on the base test classes) at
 #      $OUT/base2new/train_base/<dataset>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>;
@@ -22,7 +22,10 @@
 #   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
 #                 (default: the method's base-to-new config, e.g. vit_b16_c2_ep20_batch4_4+4ctx;
 #                 CoOp: vit_b16_ctxv1 with 50 epochs on ImageNet, as CoCoOp's scripts)
-#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
+#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default: the authors' for the setting,
+#                 vit_b16_l14_ep20_8+8ctx_l12, ImageNet ..._batch128_8+8ctx_l12, cross-dataset / DG
+#                 ..._batch128_4+4ctx_l1 or _l3; ..._4+4ctx_promptkd: the PromptKD-style phase 1)
+#   BOOST_SEEDS   phase-1 seed read by every seed of phase 2 (default 1, as the authors), or 'each'
 #   SHOTS         shots per base class (default 16)
 #   OUT           output root (default output)
 #   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'

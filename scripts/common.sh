@@ -47,7 +47,8 @@ caspl_setup() {
     OUT="${OUT:-output}"
     OPTS="${OPTS:-}"
     BOOST_OPTS="${BOOST_OPTS:-}"
-    BOOST_CONFIG="${BOOST_CONFIG:-vit_b16_l14_ep20_4+4ctx}"
+    BOOST_CONFIG="${BOOST_CONFIG:-}" # empty: the authors' phase-1 config for the setting (plan_boost)
+    BOOST_SEEDS="${BOOST_SEEDS:-1}"  # the phase-1 seed every phase-2 seed reads, or "each" (plan_boost)
     PYTHON="${PYTHON:-python}"
     DRY_RUN="${DRY_RUN:-0}"
     VERBOSE="${VERBOSE:-0}"
@@ -132,8 +133,25 @@ is_cascaded() {
 }
 
 # The published config name of a trainer for a setting (b2n | xd | fewshot); CONFIG overrides it.
+# CasPL_<Method>: the authors' phase-2 configs (github Martinser/CasPL, train_script/caspl_<method>/; CasPL_IVLP,
+# which they did not release, follows their CasPL_PromptSRC); the base methods: their own published configs.
 default_config() {
     local setting="$1" method="${2#CasPL_}"
+    if [[ "$2" == CasPL_* ]]; then
+        case "$method:$setting" in
+            PromptSRC:xd | IVLP:xd) echo "vit_b16_c2_ep20_batch4_8+8ctx_cross_datasets_l3" ;;
+            PromptSRC:fewshot | IVLP:fewshot) echo "vit_b16_c2_ep50_batch4_8+8ctx_few_shot_l12" ;;
+            PromptSRC:* | IVLP:*) echo "vit_b16_c2_ep20_batch4_8+8ctx_l12" ;;
+            MaPLe:xd) echo "vit_b16_c8_ep5_batch4_8ctx_cross_datasets_l12" ;;
+            MaPLe:*) echo "vit_b16_c8_ep5_batch4_8ctx_l12" ;;
+            CoCoOp:xd) echo "vit_b16_c4_ep10_batch1_ctxv1" ;;
+            CoCoOp:*) echo "vit_b16_c8_ep10_batch1" ;;
+            CoOp:xd) echo "vit_b16_ep10_ctxv1" ;;
+            CoOp:*) echo "vit_b16_ep50" ;;
+            *) echo "vit_b16" ;; # CasPL_ZS: the backbone config
+        esac
+        return
+    fi
     case "$method:$setting" in
         PromptSRC:b2n | IVLP:b2n) echo "vit_b16_c2_ep20_batch4_4+4ctx" ;;
         PromptSRC:xd | IVLP:xd) echo "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets" ;;
@@ -146,7 +164,7 @@ default_config() {
         CoOp:b2n) echo "vit_b16_ctxv1" ;;
         CoOp:fewshot) echo "vit_b16" ;;
         CoOp:xd) echo "vit_b16_ep50_ctxv1" ;;
-        *) echo "vit_b16" ;; # ZeroshotCLIP, ZS (CasPL_ZS), LinearProbeCLIP: the backbone config
+        *) echo "vit_b16" ;; # ZeroshotCLIP, LinearProbeCLIP: the backbone config
     esac
 }
 
@@ -160,21 +178,32 @@ default_config_unless_set() {
     fi
 }
 
-# CoOp's published epoch rules, which its scripts express by picking another YAML per dataset and shot
+# Per-dataset rules that the published scripts express by picking another YAML or option per dataset and shot
 # count; here they are options on the one default config, so the output tree (and the tables) keep one
-# config name per method. ImageNet: 50 epochs in every setting; few-shot: 50 epochs at 1 shot, 100 at 2
-# and 4 shots, the config's 200 at 8 and 16. Only with the default CONFIG; OPTS still override.
+# config name per method. Only with the default CONFIG; OPTS still override.
+# CoOp (its own scripts): ImageNet 50 epochs in every setting; few-shot: 50 epochs at 1 shot, 100 at 2 and 4
+# shots, the config's 200 at 8 and 16. PromptSRC and CasPL_PromptSRC few-shot (PromptSRC's config comment;
+# the authors' train_script/caspl_promptsrc/train_few_shot.py): GPA (45, 5) on StanfordCars, Flowers102,
+# FGVCAircraft, DTD and EuroSAT, the config's (30, 30) on the others.
 # Usage: protocol_opts <setting> <dataset> <shots>; result in PROTOCOL_OPTS.
 protocol_opts() {
     PROTOCOL_OPTS=()
-    [ "${CONFIG_DEFAULTED:-0}" = 1 ] && [ "${TRAINER#CasPL_}" = CoOp ] || return 0
-    local epochs=""
-    if [ "$2" = imagenet ]; then
-        epochs=50
-    elif [ "$1" = fewshot ]; then
-        case "$3" in 1) epochs=50 ;; 2 | 4) epochs=100 ;; esac
+    [ "${CONFIG_DEFAULTED:-0}" = 1 ] || return 0
+    if [ "$TRAINER" = CoOp ]; then
+        local epochs=""
+        if [ "$2" = imagenet ]; then
+            epochs=50
+        elif [ "$1" = fewshot ]; then
+            case "$3" in 1) epochs=50 ;; 2 | 4) epochs=100 ;; esac
+        fi
+        if [ -n "$epochs" ]; then PROTOCOL_OPTS=(OPTIM.MAX_EPOCH "$epochs"); fi
+    elif [ "${TRAINER#CasPL_}" = PromptSRC ] && [ "$1" = fewshot ]; then
+        case "$2" in stanford_cars | oxford_flowers | fgvc_aircraft | dtd | eurosat)
+            PROTOCOL_OPTS=(TRAINER.PROMPTSRC.GPA_MEAN 45 TRAINER.PROMPTSRC.GPA_STD 5)
+            ;;
+        esac
     fi
-    if [ -n "$epochs" ]; then PROTOCOL_OPTS=(OPTIM.MAX_EPOCH "$epochs"); fi
+    return 0
 }
 
 # The YAML of trainer $1 with config $2: a path if $2 ends in .yaml, else configs/trainers/$1/$2.yaml
@@ -263,12 +292,34 @@ _with_gpu() {
     if [ -n "$1" ]; then printf 'CUDA_VISIBLE_DEVICES=%s %s' "$(_quote "$1")" "$2"; else printf '%s' "$2"; fi
 }
 
-# Plan the phase-1 boosting run of dataset $1 / seed $2 (once; shared by every CasPL_* trainer) and
-# set BOOST_FILE to the boost_prompts.pt that phase 2 reads.
+# Plan the phase-1 boosting run of dataset $1 for phase-2 seed $2 (once; shared by every CasPL_* trainer) and
+# set BOOST_FILE to the boost_prompts.pt that phase 2 reads. BOOST_SEEDS=1 (default, as the authors' launch):
+# one boosting run per dataset with seed 1, read by every phase-2 seed; BOOST_SEEDS=each: one per seed;
+# BOOST_SEEDS=<n>: one with seed n. Without BOOST_CONFIG the config is the authors'
+# for the setting (github Martinser/CasPL, train_script/): cross-dataset / DG boost on the source with 4+4
+# tokens at depth 1 (CoOp, MaPLe, ZS) or 3 (CoCoOp; PromptSRC and IVLP, whose phase 2 prompts 3 layers),
+# ImageNet otherwise with batch 128, every other dataset with 8+8 tokens at depth 12, batch 4.
 plan_boost() {
-    local dataset="$1" seed="$2"
+    local dataset="$1" seed="$2" config="$BOOST_CONFIG"
+    case "$BOOST_SEEDS" in
+        each) ;;
+        *[!0-9]* | "") _die "BOOST_SEEDS must be a seed number or 'each', got '$BOOST_SEEDS'" ;;
+        *) seed="$BOOST_SEEDS" ;;
+    esac
+    if [ -z "$config" ]; then
+        case "${SWEEP_NAME:-}:$dataset" in
+            xd:* | dg:*)
+                case "${TRAINER#CasPL_}" in
+                    CoOp | MaPLe | ZS) config=vit_b16_l14_ep20_batch128_4+4ctx_l1 ;;
+                    *) config=vit_b16_l14_ep20_batch128_4+4ctx_l3 ;;
+                esac
+                ;;
+            *:imagenet) config=vit_b16_l14_ep20_batch128_8+8ctx_l12 ;;
+            *) config=vit_b16_l14_ep20_8+8ctx_l12 ;;
+        esac
+    fi
     local cfg
-    cfg="$(config_file CasPL_Boost "$BOOST_CONFIG")"
+    cfg="$(config_file CasPL_Boost "$config")"
     local dir
     dir="$OUT/boost/$dataset/$(config_name "$cfg")/seed$seed"
     BOOST_FILE="$dir/boost_prompts.pt"

@@ -3,7 +3,7 @@
 #
 # For each dataset and seed:
 #   1. CasPL_* trainers only: phase-1 boosting on the dataset's unlabeled train images, once, at
-#      $OUT/boost/<dataset>/<BOOST_CONFIG>/seed<S> (skipped when its boost_prompts.pt exists; the same
+#      $OUT/boost/<dataset>/<BOOST_CONFIG>/seed<BOOST_SEEDS> (skipped when its boost_prompts.pt exists; the same
 #      run base2new.sh uses);
 #   2. for each shot count K: training on all classes with K shots (the run ends with the evaluation on the
 #      test split) at $OUT/fewshot/<dataset>/shots_<K>/<TRAINER>/<CONFIG>/seed<S>.
@@ -21,7 +21,10 @@
 #   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
 #                 (default: the method's few-shot config, e.g. vit_b16_c2_ep50_batch4_4+4ctx_few_shot;
 #                 CoOp: vit_b16 with CoOp's epochs: 50 at 1 shot, 100 at 2/4 shots, 50 on ImageNet)
-#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
+#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default: the authors' for the setting,
+#                 vit_b16_l14_ep20_8+8ctx_l12, ImageNet ..._batch128_8+8ctx_l12, cross-dataset / DG
+#                 ..._batch128_4+4ctx_l1 or _l3; ..._4+4ctx_promptkd: the PromptKD-style phase 1)
+#   BOOST_SEEDS   phase-1 seed read by every seed of phase 2 (default 1, as the authors), or 'each'
 #   OUT           output root (default output)
 #   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'
 #   BOOST_OPTS    extra KEY VALUE options for the boosting runs only

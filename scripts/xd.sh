@@ -3,7 +3,7 @@
 #
 # For each seed:
 #   1. CasPL_* trainers only: phase-1 boosting on the SOURCE's unlabeled train images (the targets stay
-#      unseen), at $OUT/boost/<source>/<BOOST_CONFIG>/seed<S>, skipped when its boost_prompts.pt exists;
+#      unseen), at $OUT/boost/<source>/<BOOST_CONFIG>/seed<BOOST_SEEDS>, skipped when its boost_prompts.pt exists;
 #   2. training on the source, all classes, SHOTS shots, at
 #      $OUT/xd/train/<source>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S> (xd.sh and dg.sh share it);
 #   3. evaluation of that model on each target at $OUT/xd/test/<target>/shots_<SHOTS>/<TRAINER>/<CONFIG>/seed<S>.
@@ -20,7 +20,10 @@
 #   DATA          dataset root (default ./data)
 #   CONFIG        trainer config: a name in configs/trainers/$TRAINER/ or a .yaml path
 #                 (default: the method's cross-dataset config, e.g. vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets)
-#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default vit_b16_l14_ep20_4+4ctx)
+#   BOOST_CONFIG  CasPL_Boost config name or .yaml path (default: the authors' for the setting,
+#                 vit_b16_l14_ep20_8+8ctx_l12, ImageNet ..._batch128_8+8ctx_l12, cross-dataset / DG
+#                 ..._batch128_4+4ctx_l1 or _l3; ..._4+4ctx_promptkd: the PromptKD-style phase 1)
+#   BOOST_SEEDS   phase-1 seed read by every seed of phase 2 (default 1, as the authors), or 'each'
 #   SHOTS         shots per source class (default 16)
 #   OUT           output root (default output)
 #   OPTS          extra KEY VALUE options for every train.py call, e.g. 'INPUT.SIZE "(32, 32)"'

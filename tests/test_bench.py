@@ -208,7 +208,7 @@ def test_a_method_and_its_cascade_measure_the_same_paper_setting(tmp_path: Path)
         == find_config("CasPL_CoOp", configs)
         == configs / "CoOp/vit_b16_ep50.yaml"
     )
-    assert find_config("CasPL_Boost", configs).name == "vit_b16_l14_ep20_4+4ctx.yaml"
+    assert find_config("CasPL_Boost", configs).name == "vit_b16_l14_ep20_4+4ctx_promptkd.yaml"
     (tmp_path / "Mine").mkdir()
     (tmp_path / "Mine/demo_tiny.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")
     assert find_config("Mine", tmp_path) is None  # the demo's tiny settings are never a benchmark setting

@@ -245,49 +245,56 @@ def _merged(path: Path):
 
 def test_caspl_configs_merge_and_keep_the_base_methods_settings():
     from caspl.config import get_cfg_default
+    from tests.test_caspl_fidelity import AUTHORS_PHASE2
 
     files = sorted(TRAINER_CFGS.glob("CasPL_*/*.yaml"))
     assert {p.parent.name for p in files} >= {"CasPL_Boost", *(f"CasPL_{m}" for m in CASCADED_METHODS)}
     for path in files:
         cfg = _merged(path)
         method = path.parent.name.removeprefix("CasPL_")
-        if method == "Boost":
-            continue
+        if method == "Boost" or f"{path.parent.name}/{path.stem}" in AUTHORS_PHASE2:
+            continue  # the authors' own CasPL configs: tests/test_caspl_fidelity.py checks their values
         base_file = TRAINER_CFGS / method / path.name
         assert base_file.is_file(), f"{path} has no {method} config of the same name"
         caspl_node = cfg.TRAINER.CASPL
         assert caspl_node.BOOST_PROMPTS == "", "the sweep scripts set BOOST_PROMPTS per run"
         assert caspl_node.BOOST_TRAINABLE is False  # phase 2 keeps the boosting prompts frozen
-        if method == "PromptSRC":
-            assert caspl_node.REG_REFERENCE == "boosted"
+        if method == "PromptSRC" and path.stem != "demo_tiny":  # the demo keeps its own choice
+            assert caspl_node.REG_REFERENCE == "clip"  # the authors' reference: plain CLIP
         # Everything but TRAINER.CASPL is the base method's file: the two cannot drift apart.
         cfg.TRAINER.CASPL = get_cfg_default().TRAINER.CASPL
         assert cfg == _merged(base_file), f"{path} differs from {base_file} outside TRAINER.CASPL"
 
 
 def test_scripts_find_a_config_for_every_cascaded_trainer_and_setting():
+    import os
+    import shlex
     import subprocess
 
     trainers_ = [f"CasPL_{m}" for m in CASCADED_METHODS] + ["CasPL_ZS"]
     script = (
-        'source scripts/common.sh; caspl_setup; config_file CasPL_Boost "$BOOST_CONFIG"; echo; '
-        f"for t in {' '.join(trainers_)}; do for s in b2n xd fewshot; do "
-        'config_file "$t" "$(default_config "$s" "$t")"; echo; done; done'
+        "source scripts/common.sh; caspl_setup; "
+        f"for t in {' '.join(trainers_)}; do TRAINER=$t; for s in b2n xd fewshot; do "
+        'config_file "$t" "$(default_config "$s" "$t")"; echo; '
+        "for d in dtd imagenet; do SWEEP_NAME=${s/b2n/base2new}; plan_boost $d 1; done; done; done; "
+        'for c in "${PLAN_CMD[@]}"; do echo "$c"; done'
     )
-    import os
-
     env = {"PATH": os.environ["PATH"]}  # none of the caller's sweep settings
     res = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    paths = res.stdout.split()
-    assert len(paths) == 1 + 3 * len(trainers_)
-    assert paths[0] == "configs/trainers/CasPL_Boost/vit_b16_l14_ep20_4+4ctx.yaml"
-    for path in paths:
+    lines = res.stdout.splitlines()
+    paths = lines[: 3 * len(trainers_)]
+    boosts = {(a := shlex.split(c))[a.index("--config-file") + 1] for c in lines[3 * len(trainers_) :]}
+    assert boosts == {
+        f"configs/trainers/CasPL_Boost/vit_b16_l14_ep20_{name}.yaml"
+        for name in ("8+8ctx_l12", "batch128_8+8ctx_l12", "batch128_4+4ctx_l1", "batch128_4+4ctx_l3")
+    }
+    for path in [*paths, *boosts]:
         assert (REPO / path).is_file(), path
         _merged(REPO / path)
 
 
-def test_default_boost_config_is_what_its_comments_say():
+def test_promptkd_boost_config_is_what_its_comments_say():
     from types import SimpleNamespace
 
     from clip.model import CLIP
@@ -296,7 +303,7 @@ def test_default_boost_config_is_what_its_comments_say():
     from caspl.engine.clip_trainer import count_parameters
     from trainers.caspl import CasPL_Boost, make_boost_groups
 
-    cfg = _merged(TRAINER_CFGS / "CasPL_Boost/vit_b16_l14_ep20_4+4ctx.yaml")
+    cfg = _merged(TRAINER_CFGS / "CasPL_Boost/vit_b16_l14_ep20_4+4ctx_promptkd.yaml")
     boost = cfg.TRAINER.CASPL.BOOST
     assert (cfg.MODEL.BACKBONE.NAME, cfg.TRAINER.CASPL.TEACHER.NAME) == ("ViT-B/16", "ViT-L/14")
     assert (boost.N_CTX_TEXT, boost.N_CTX_VISION) == (4, 4)
@@ -469,8 +476,9 @@ def test_trainable_boosting_prompts_train_and_are_checkpointed(boost_run, data_r
     saved = safe_load(out / "boost_prompts.pt")
     # No weight decay: the cascade must move by its gradients, not by decay alone.
     opts = _method_opts(
-        "PromptSRC", out, "TRAINER.CASPL.BOOST_TRAINABLE", "True", "OPTIM.WEIGHT_DECAY", "0.0"
-    )
+        "PromptSRC", out, "TRAINER.CASPL.BOOST_TRAINABLE", "True", "TRAINER.CASPL.REG_REFERENCE", "boosted",
+        "OPTIM.WEIGHT_DECAY", "0.0",
+    )  # fmt: skip
     trainer = build(data_root, tmp_path / "run", "CasPL_PromptSRC", *opts)
     trainer.train()
     cascade = trainer.model.cascade.state_dict()

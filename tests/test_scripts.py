@@ -18,7 +18,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ELEVEN = "imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
 B2N_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
-BOOST_CFG = "vit_b16_l14_ep20_4+4ctx"
+BOOST_CFG = "vit_b16_l14_ep20_8+8ctx_l12"  # the authors' phase 1, the default BOOST_CONFIG
+XD_BOOST_CFG = "vit_b16_l14_ep20_batch128_4+4ctx_l3"  # theirs for a 3-layer cross-dataset phase 2
+CASPL_B2N = "vit_b16_c2_ep20_batch4_8+8ctx_l12"  # the authors' CasPL_PromptSRC configs
+CASPL_XD = "vit_b16_c2_ep20_batch4_8+8ctx_cross_datasets_l3"
+CASPL_FEWSHOT = "vit_b16_c2_ep50_batch4_8+8ctx_few_shot_l12"
 TINY = 'MODEL.BACKBONE.NAME tiny-vit INPUT.SIZE "(32, 32)"'
 
 FAKE_TRAIN = r"""#!/usr/bin/env bash
@@ -72,9 +76,9 @@ def repo(tmp_path: Path) -> Path:
         (root / "configs/datasets").mkdir(parents=True, exist_ok=True)
         (root / f"configs/datasets/{name}.yaml").write_text("DATASET:\n  NAME: X\n")
     trainer_cfgs = {
-        "CasPL_Boost": [BOOST_CFG],
-        "CasPL_PromptSRC": [B2N_CFG, B2N_CFG + "_cross_datasets", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"],
-        "CasPL_CoOp": ["vit_b16_ctxv1"],
+        "CasPL_Boost": [BOOST_CFG, XD_BOOST_CFG],
+        "CasPL_PromptSRC": [CASPL_B2N, CASPL_XD, CASPL_FEWSHOT],
+        "CasPL_CoOp": ["vit_b16_ep50"],
         "CoOp": ["vit_b16_ctxv1", "vit_b16", "vit_b16_ep50_ctxv1"],
     }
     for trainer, names in trainer_cfgs.items():
@@ -125,7 +129,16 @@ def calls(repo: Path) -> list[str]:
 
 
 def test_base2new_dry_run_lists_boost_train_and_test_commands(repo):
-    res = sweep(repo, "base2new.sh", DRY_RUN="1", DATASETS="dtd eurosat", SEEDS="1 2", OPTS=TINY, GPU="3")
+    res = sweep(
+        repo,
+        "base2new.sh",
+        DRY_RUN="1",
+        DATASETS="dtd eurosat",
+        SEEDS="1 2",
+        OPTS=TINY,
+        GPU="3",
+        BOOST_SEEDS="each",
+    )
     assert res.returncode == 0, res.stderr
     runs = planned(res.stdout)
     out, data = repo.parent / "out", repo.parent / "data"
@@ -135,8 +148,8 @@ def test_base2new_dry_run_lists_boost_train_and_test_commands(repo):
         "boost dtd seed1", "train base dtd seed1 CasPL_PromptSRC", "test new dtd seed1 CasPL_PromptSRC",
     ]  # fmt: skip
     boost_dir = out / f"boost/eurosat/{BOOST_CFG}/seed2"
-    train_dir = out / f"base2new/train_base/eurosat/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed2"
-    test_dir = out / f"base2new/test_new/eurosat/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed2"
+    train_dir = out / f"base2new/train_base/eurosat/shots_16/CasPL_PromptSRC/{CASPL_B2N}/seed2"
+    test_dir = out / f"base2new/test_new/eurosat/shots_16/CasPL_PromptSRC/{CASPL_B2N}/seed2"
     by_dir = {Path(r[1]): r[2] for r in runs}
     common = ["--root", str(data), "--seed", "2"]
     ds_cfg = ["--dataset-config-file", "configs/datasets/eurosat.yaml"]
@@ -148,7 +161,7 @@ def test_base2new_dry_run_lists_boost_train_and_test_commands(repo):
     ]  # fmt: skip
     cascade = ["TRAINER.CASPL.BOOST_PROMPTS", str(boost_dir / "boost_prompts.pt")]
     head = ["CUDA_VISIBLE_DEVICES=3", fake, "train.py", *common, "--trainer", "CasPL_PromptSRC", *ds_cfg]
-    cfg = ["--config-file", f"configs/trainers/CasPL_PromptSRC/{B2N_CFG}.yaml"]
+    cfg = ["--config-file", f"configs/trainers/CasPL_PromptSRC/{CASPL_B2N}.yaml"]
     assert by_dir[train_dir] == [
         *head, *cfg, "--output-dir", str(train_dir),
         "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", *cascade, *tiny,
@@ -202,20 +215,24 @@ def test_xd_and_dg_share_the_source_model_and_boost_on_the_source(repo):
     assert xd[:2] == dg[:2]  # the same boosting run and the same source training
     assert xd[0][0] == "boost imagenet seed1"
     train_dir = xd[1][1]
-    assert train_dir.endswith(f"xd/train/imagenet/shots_16/CasPL_PromptSRC/{B2N_CFG}_cross_datasets/seed1")
+    assert train_dir.endswith(f"xd/train/imagenet/shots_16/CasPL_PromptSRC/{CASPL_XD}/seed1")
     assert xd[1][2][-6:-2] == ["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "all"]
     targets = [Path(r[1]).parts[-5] for r in dg[2:]]
     assert targets == ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
     for *_, argv in dg[2:]:
         assert argv[argv.index("--model-dir") + 1] == train_dir and "--eval-only" in argv
         assert argv[argv.index("TRAINER.CASPL.BOOST_PROMPTS") + 1].endswith(
-            f"boost/imagenet/{BOOST_CFG}/seed1/boost_prompts.pt"
+            f"boost/imagenet/{XD_BOOST_CFG}/seed1/boost_prompts.pt"
         )
     assert {Path(r[1]).parts[-5] for r in xd[2:]} == set(ELEVEN.split()[1:])
 
 
 def test_fewshot_dry_run_shots_and_all_classes(repo):
-    runs = planned(sweep(repo, "fewshot.sh", DRY_RUN="1", DATASETS="dtd", SEEDS="1 2", SHOTS="1 16").stdout)
+    runs = planned(
+        sweep(
+            repo, "fewshot.sh", DRY_RUN="1", DATASETS="dtd", SEEDS="1 2", SHOTS="1 16", BOOST_SEEDS="each"
+        ).stdout
+    )
     assert [r[0] for r in runs] == [
         "boost dtd seed1", "1-shot dtd seed1 CasPL_PromptSRC", "16-shot dtd seed1 CasPL_PromptSRC",
         "boost dtd seed2", "1-shot dtd seed2 CasPL_PromptSRC", "16-shot dtd seed2 CasPL_PromptSRC",
@@ -223,13 +240,11 @@ def test_fewshot_dry_run_shots_and_all_classes(repo):
     argv = runs[2][2]
     assert argv[argv.index("DATASET.NUM_SHOTS") + 1] == "16"
     assert argv[argv.index("DATASET.SUBSAMPLE_CLASSES") + 1] == "all"
-    assert runs[2][1].endswith(
-        "fewshot/dtd/shots_16/CasPL_PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot/seed1"
-    )
+    assert runs[2][1].endswith(f"fewshot/dtd/shots_16/CasPL_PromptSRC/{CASPL_FEWSHOT}/seed1")
 
 
 def test_sweep_killed_midway_then_rerun_redoes_nothing_finished(repo):
-    env = {"DATASETS": "dtd eurosat", "SEEDS": "1 2", "OPTS": TINY}
+    env = {"DATASETS": "dtd eurosat", "SEEDS": "1 2", "OPTS": TINY, "BOOST_SEEDS": "each"}
     killed = sweep(repo, "base2new.sh", FAKE_KILL_AT="5", **env)
     assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
     first = calls(repo)
@@ -276,7 +291,16 @@ def test_boosting_run_without_results_json_is_not_finished(repo):
 
 
 def test_parallel_jobs_one_gpu_each_after_what_they_need(repo):
-    res = sweep(repo, "base2new.sh", DATASETS="dtd", SEEDS="1 2", JOBS="2", GPU="4,5", FAKE_SLEEP="0.5")
+    res = sweep(
+        repo,
+        "base2new.sh",
+        DATASETS="dtd",
+        SEEDS="1 2",
+        JOBS="2",
+        GPU="4,5",
+        FAKE_SLEEP="0.5",
+        BOOST_SEEDS="each",
+    )
     assert res.returncode == 0, res.stdout + res.stderr  # the fake exits 5 when a dependency is unfinished
     assert len(calls(repo)) == 6 and res.stdout.count(": ok in ") == 6
     assert len(list((repo.parent / "out").rglob("results.json"))) == 6
@@ -286,7 +310,7 @@ def test_parallel_jobs_one_gpu_each_after_what_they_need(repo):
         running += 1 if line.startswith("start") else -1
         peak = max(peak, running)
     assert peak == 2  # never more than JOBS at once, and the slots were used together
-    again = sweep(repo, "base2new.sh", DATASETS="dtd", SEEDS="1 2", JOBS="2", GPU="4,5")
+    again = sweep(repo, "base2new.sh", DATASETS="dtd", SEEDS="1 2", JOBS="2", GPU="4,5", BOOST_SEEDS="each")
     assert len(calls(repo)) == 6 and again.stdout.count("done already") == 6
 
 
@@ -305,9 +329,7 @@ def test_failing_run_stops_the_sweep_and_names_its_log(repo):
     res = sweep(repo, "fewshot.sh", DATASETS="dtd", SEEDS="1", SHOTS="1 2 4", FAKE_FAIL_AT="2")
     assert res.returncode == 1
     assert len(calls(repo)) == 2  # nothing after the failure
-    run_dir = (
-        repo.parent / "out/fewshot/dtd/shots_1/CasPL_PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot/seed1"
-    )
+    run_dir = repo.parent / f"out/fewshot/dtd/shots_1/CasPL_PromptSRC/{CASPL_FEWSHOT}/seed1"
     assert f"log: {run_dir}/log.txt" in res.stderr
     assert "Traceback: boom" in res.stderr  # the tail of the run's console output
     assert "[2/4] 1-shot dtd seed1 CasPL_PromptSRC" in res.stdout and "FAILED (exit 3)" in res.stdout

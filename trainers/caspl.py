@@ -8,6 +8,7 @@ losses are unchanged. `CasPL_ZS` evaluates the boosted CLIP alone.
 """
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from caspl.utils.checkpoint import atomic_save, safe_load
 from caspl.vlm.build import build_clip, freeze, input_resolution
 from caspl.vlm.model import CascadeGroups, PromptedCLIP
 from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, init_tokens_from_text
-from caspl.vlm.templates import dataset_template, fill
+from caspl.vlm.templates import DEFAULT_TEMPLATE, fill
 from trainers.cocoop import CoCoOp
 from trainers.coop import CoOp
 from trainers.ivlp import IVLP, check_input_size, text_width, vision_width
@@ -38,26 +39,55 @@ BOOST_FILE = "boost_prompts.pt"
 TEXT_CHUNK = 512  # class prompts per teacher text-tower pass (bounds memory on 1000-class sets)
 BOOST_FORMAT = 1
 
+# The teacher's class text per dataset (TEACHER.TEMPLATE "dataset"): the paper's appendix table "Text template
+# utilized by senior CLIP teacher" (the authors' code reads the same strings from CoOp's CUSTOM_TEMPLATES);
+# every other dataset gets "a photo of a {}.".
+TEACHER_TEMPLATES: dict[str, str] = {
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "Food101": "a photo of {}, a type of food.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "DescribableTextures": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "UCF101": "a photo of a person doing {}.",
+}
+
+
+def teacher_template(dataset_name: str) -> str:
+    """The teacher's template for a dataset (the paper's appendix table)."""
+    return TEACHER_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
+
 
 @register_config
 def add_caspl_cfg(cfg: CN) -> None:
-    """TRAINER.CASPL: phase-1 boosting (BOOST, TEACHER) and phase-2 cascade settings."""
+    """TRAINER.CASPL: phase-1 boosting (BOOST, TEACHER) and phase-2 cascade settings.
+
+    The defaults are the authors' (github Martinser/CasPL: train.py's KD node, trainers/caspl.py and
+    configs/trainers/CasPL/vit_b16_c2_ep20_batch4_8+8ctx_l12.yaml; the paper's appendix).
+    """
     cfg.TRAINER.CASPL = CN()
     cfg.TRAINER.CASPL.PREC = "fp16"  # fp16 | fp32 | amp | bf16 (fp16/amp fall back to fp32 on CPU)
     cfg.TRAINER.CASPL.BOOST = CN()
-    cfg.TRAINER.CASPL.BOOST.N_CTX_TEXT = 4
-    cfg.TRAINER.CASPL.BOOST.N_CTX_VISION = 4
-    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.CASPL.BOOST.N_CTX_TEXT = 8
+    cfg.TRAINER.CASPL.BOOST.N_CTX_VISION = 8
+    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 12
+    cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_VISION = 12
+    # Initialises the layer-0 text tokens only when N_CTX_TEXT <= 4 (the IVLP family's rule); with more
+    # tokens every token starts from N(0, 0.02^2) and the log says so.
     cfg.TRAINER.CASPL.BOOST.CTX_INIT = "a photo of a"
     cfg.TRAINER.CASPL.BOOST.TEMPERATURE = 1.0
     cfg.TRAINER.CASPL.BOOST.KD_WEIGHT = 1.0
-    # batchmean: sum over classes, mean over images (the KL's definition);
+    # batchmean: sum over classes, mean over images (the KL's definition; the authors' loss);
     # numel: mean over images x classes (PromptKD), i.e. batchmean / n_classes. LR x KD_WEIGHT sets the step
     # size (SGD), so batchmean with KD_WEIGHT w equals numel with KD_WEIGHT w * n_classes.
     cfg.TRAINER.CASPL.BOOST.KD_REDUCTION = "batchmean"
-    # Unlabeled pool: the dataset's train split with labels dropped (+ DATASET.UNLABELED_DIR when set).
+    # Unlabeled pool (labels dropped): "train" = the dataset's train split (+ every image under
+    # DATASET.UNLABELED_DIR when set); "dir" = DATASET.UNLABELED_DIR alone; a dataset name (e.g. "ImageNet" or
+    # its config name "imagenet") = that dataset's train split under DATASET.ROOT (+ UNLABELED_DIR), the
+    # paper's out-of-domain boosting. The class names are always the target dataset's.
     cfg.TRAINER.CASPL.BOOST.UNLABELED = "train"
+    # > 0: only N train images per class (seeded by SEED; the paper's partial-data ablation on DTD).
+    cfg.TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS = 0
     # Class names on the text side: all (PromptKD's protocol) | base (never sees new-class names).
     cfg.TRAINER.CASPL.BOOST.CLASSES = "all"
     cfg.TRAINER.CASPL.TEACHER = CN()
@@ -71,13 +101,18 @@ def add_caspl_cfg(cfg: CN) -> None:
     # + bias), i.e. a sigmoid-trained teacher's (SigLIP's) per-class probabilities renormalised.
     cfg.TRAINER.CASPL.TEACHER.LOGITS = "scaled"
     cfg.TRAINER.CASPL.TEACHER.PATH = ""
-    # "a photo of a {}." | "dataset" (CoOp's per-dataset template) | "ensemble" (ImageNet templates)
-    cfg.TRAINER.CASPL.TEACHER.TEMPLATE = "a photo of a {}."
+    # "dataset" (one template per dataset: the paper's appendix table, CoOp's templates) | a template such as
+    # "a photo of a {}." | "ensemble" (PromptSRC's 60 ImageNet templates)
+    cfg.TRAINER.CASPL.TEACHER.TEMPLATE = "dataset"
     # Phase 2: a boost_prompts.pt file or the phase-1 output folder holding one.
     cfg.TRAINER.CASPL.BOOST_PROMPTS = ""
     cfg.TRAINER.CASPL.BOOST_TRAINABLE = False  # the paper's ablation: fine-tune the boosting prompts too
-    # PromptSRC's frozen reference: the boosted CLIP (CasPL) or plain CLIP.
-    cfg.TRAINER.CASPL.REG_REFERENCE = "boosted"
+    # PromptSRC's frozen reference: plain CLIP (the authors' CasPL_PromptSRC) or the boosted CLIP.
+    cfg.TRAINER.CASPL.REG_REFERENCE = "clip"
+    # Boosting prompts whose depth differs from an IVLP-style method's (CasPL_PromptSRC, CasPL_IVLP), where the
+    # authors' phase 2 pads missing boosting layers with frozen random tokens or drops extra ones:
+    # "error" refuses the run; "keep" runs with the boosting prompts at the depth phase 1 trained (a warning).
+    cfg.TRAINER.CASPL.DEPTH_MISMATCH = "error"
 
 
 # ---------------------------------------------------------------------------- loss
@@ -97,10 +132,17 @@ def kd_loss(
 
 # ---------------------------------------------------------------------------- boosting prompts
 def make_boost_groups(clip_model: CLIP, boost_cfg: Any) -> CascadeGroups:
-    """Fresh boosting prompts in the IVLP format: deep text group (CTX_INIT at layer 0) + deep vision group."""
+    """Fresh boosting prompts in the IVLP format: deep text group (CTX_INIT at layer 0 when it has <= 4
+    tokens, else random) + deep vision group (random)."""
     n_text = boost_cfg.N_CTX_TEXT
     init = None
-    if boost_cfg.CTX_INIT and n_text:
+    if boost_cfg.CTX_INIT and n_text > 4:
+        # The IVLP family's rule, which the authors' phase 1 follows: CTX_INIT only for <= 4 tokens.
+        print(
+            f"Boosting prompts: CTX_INIT {boost_cfg.CTX_INIT!r} not used: N_CTX_TEXT {n_text} > 4, "
+            "so every text token starts from N(0, 0.02^2) (random initialisation)"
+        )
+    elif boost_cfg.CTX_INIT and n_text:
         words = init_tokens_from_text(clip_model, boost_cfg.CTX_INIT)
         if len(words) != n_text:
             raise ValueError(
@@ -187,6 +229,88 @@ def load_boost_prompts(path: str, clip_model: CLIP, backbone: str) -> tuple[Casc
     return CascadeGroups(*groups), meta
 
 
+# ---------------------------------------------------------------------------- phase 1: unlabeled pool
+DATASET_CONFIGS = Path(__file__).resolve().parents[1] / "configs/datasets"
+
+
+def pick_per_class(items: list[Any], n: int, seed: int) -> list[Any]:
+    """`n` items per label (all of a smaller class), drawn with their own seeded RNG (global RNG untouched)."""
+    import random  # noqa: PLC0415
+
+    by_label: dict[int, list[Any]] = {}
+    for item in sorted(items, key=lambda d: d.impath):
+        by_label.setdefault(int(item.label), []).append(item)
+    rng = random.Random(seed)
+    return [
+        d for label in sorted(by_label) for d in rng.sample(by_label[label], min(n, len(by_label[label])))
+    ]
+
+
+def _other_dataset(cfg: Any, name: str) -> Any:
+    """The dataset named `name` (registry name or configs/datasets/<name>.yaml) at DATASET.ROOT, all classes."""
+    from caspl.data.loader import build_dataset  # noqa: PLC0415
+    from caspl.registry import DATASET_REGISTRY  # noqa: PLC0415
+
+    registered = name
+    if name not in DATASET_REGISTRY and (DATASET_CONFIGS / f"{name}.yaml").is_file():
+        registered = CN.load_cfg((DATASET_CONFIGS / f"{name}.yaml").read_text()).DATASET.NAME
+    other = cfg.clone()
+    other.defrost()
+    other.DATASET.NAME = registered
+    other.DATASET.NUM_SHOTS = -1
+    other.DATASET.SUBSAMPLE_CLASSES = "all"
+    try:
+        return build_dataset(other)
+    except KeyError as err:
+        raise ValueError(
+            f"TRAINER.CASPL.BOOST.UNLABELED {name!r} is neither train, dir, a registered dataset nor a "
+            f"configs/datasets/<name>.yaml"
+        ) from err
+
+
+def unlabeled_pool(cfg: Any, dataset: Any) -> tuple[list[str], dict[str, Any]]:
+    """Phase 1's image paths per TRAINER.CASPL.BOOST.UNLABELED / UNLABELED_PER_CLASS, and what to record."""
+    from caspl.data.io import find_images  # noqa: PLC0415
+
+    boost, extra_dir = cfg.TRAINER.CASPL.BOOST, cfg.DATASET.UNLABELED_DIR
+    source, per_class = boost.UNLABELED, int(boost.UNLABELED_PER_CLASS)
+    if per_class < 0:
+        raise ValueError(f"TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS must be >= 0, got {per_class}")
+    record: dict[str, Any] = {
+        "source": source,
+        "per_class": per_class,
+        "seed": cfg.SEED,
+        "unlabeled_dir": extra_dir,
+    }
+    if source == "dir":
+        if not extra_dir:
+            raise ValueError(
+                "TRAINER.CASPL.BOOST.UNLABELED dir needs DATASET.UNLABELED_DIR (a folder of images)"
+            )
+        if per_class:
+            raise ValueError(
+                "TRAINER.CASPL.BOOST.UNLABELED_PER_CLASS needs a labelled train split, not UNLABELED dir"
+            )
+        paths: list[str] = []
+    else:
+        pool_set = dataset if source == "train" else _other_dataset(cfg, source)
+        items = getattr(pool_set, "_full_train", None) or pool_set.train_x
+        if per_class:
+            items = pick_per_class(items, per_class, cfg.SEED)
+            root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT or "."))
+            record["images"] = sorted(os.path.relpath(d.impath, root) for d in items)
+        paths = [d.impath for d in items]
+    if extra_dir:
+        folder = os.path.abspath(os.path.expanduser(extra_dir))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"DATASET.UNLABELED_DIR {folder} does not exist")
+        paths += find_images(folder)
+    if not paths:
+        raise ValueError(f"the unlabeled pool of phase 1 is empty (TRAINER.CASPL.BOOST.UNLABELED {source!r})")
+    record["n_images"] = len(paths)
+    return paths, record
+
+
 # ---------------------------------------------------------------------------- phase 1
 class BoostStudent(PromptedCLIP):
     """The student of phase 1: CLIP + learnable boosting prompts (text and vision)."""
@@ -233,12 +357,8 @@ class FrozenTeacher(vt.Teacher):
     def _text_features(self, classnames: list[str], template: str, dataset_name: str) -> Tensor:
         import clip  # noqa: PLC0415
 
-        if template == "ensemble":
-            from caspl.vlm.imagenet_templates import IMAGENET_TEMPLATES  # noqa: PLC0415
-
-            templates = list(IMAGENET_TEMPLATES)
-        else:
-            templates = [dataset_template(dataset_name) if template == "dataset" else template]
+        templates = vt.template_list(template, teacher_template(dataset_name))
+        self.templates = templates if template != "ensemble" else ["ensemble"]
         device = self.clip.logit_scale.device  # where the teacher already is: a GPU encodes 1000 classes fast
         feats = []
         for t in templates:
@@ -294,10 +414,12 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
 
         super().build_data_loader()
         boost = self.cfg.TRAINER.CASPL.BOOST
-        if boost.UNLABELED != "train":
-            raise ValueError(f"TRAINER.CASPL.BOOST.UNLABELED must be 'train', got {boost.UNLABELED!r}")
-        impaths = self.dm.dataset.unlabeled_impaths(self.cfg.DATASET.UNLABELED_DIR)
-        print(f"Unlabeled pool: {len(impaths):,} images (labels dropped)")
+        impaths, self.pool_record = unlabeled_pool(self.cfg, self.dm.dataset)
+        print(
+            f"Unlabeled pool: {len(impaths):,} images (labels dropped; source {self.pool_record['source']}"
+            + (f", {boost.UNLABELED_PER_CLASS} per class" if boost.UNLABELED_PER_CLASS else "")
+            + ")"
+        )
         self.train_loader_x = self.prepare_train_loader(
             build_unlabeled_loader(
                 self.cfg,
@@ -322,7 +444,7 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
         print(f"Loading teacher CLIP ({teacher_cfg.NAME})")
         student_input = vt.student_preprocess(cfg)  # the teacher maps the student's batch to its own input
         if vt.is_open_clip_name(teacher_cfg.NAME):  # caspl/vlm/teacher.py; imports open_clip only here
-            templates = vt.template_list(teacher_cfg.TEMPLATE, dataset_template(cfg.DATASET.NAME))
+            templates = vt.template_list(teacher_cfg.TEMPLATE, teacher_template(cfg.DATASET.NAME))
             self.teacher: vt.Teacher = vt.build_open_clip_teacher(
                 teacher_cfg, self.boost_classnames, templates, student_input, self.device
             )
@@ -437,10 +559,12 @@ class CasPL_Boost(CLIPPromptTrainer):  # noqa: N801 (registered name)
             "teacher": {
                 "name": cfg.TRAINER.CASPL.TEACHER.NAME,
                 "template": cfg.TRAINER.CASPL.TEACHER.TEMPLATE,
+                "class_text": self.teacher.templates,
                 **self.teacher.metadata(),  # library, model, tag, preprocessing
             },
             "dataset": cfg.DATASET.NAME,
             "classes": cfg.TRAINER.CASPL.BOOST.CLASSES,
+            "unlabeled": getattr(self, "pool_record", None),
             "seed": cfg.SEED,
             "epochs": self.max_epoch,
             "final_kd_loss": getattr(self, "final_kd_loss", None),  # last epoch's mean training loss
@@ -476,10 +600,59 @@ class CascadeMixin:
             f"Cascading boosting prompts from {self.cfg.TRAINER.CASPL.BOOST_PROMPTS} "
             f"(teacher {meta.get('teacher', {}).get('name')}, dataset {meta.get('dataset')}, classes {meta.get('classes')})"
         )
+        path = resolve_boost_path(self.cfg.TRAINER.CASPL.BOOST_PROMPTS)
+        self.check_boost_depth(groups, path)
+        # results.json says which phase-1 run this run used (the sweeps share one run among seeds).
+        self.boost_record = {
+            "boost_prompts": str(path),
+            "boost_run": {
+                "dir": str(path.parent),
+                **{k: meta.get(k) for k in ("dataset", "seed", "epochs", "classes")},
+                "unlabeled": {k: v for k, v in (meta.get("unlabeled") or {}).items() if k != "images"},
+                "tokens": [meta.get("n_ctx_text"), meta.get("n_ctx_vision")],
+                "depth": [len(groups.text.tokens), len(groups.vision.tokens)],
+            },
+        }
         return groups
 
+    def final_evaluation(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return super().final_evaluation({**(extra or {}), **getattr(self, "boost_record", {})})  # type: ignore[misc]
+
+    def check_boost_depth(self, groups: CascadeGroups, path: Path) -> None:
+        """TRAINER.CASPL.DEPTH_MISMATCH for methods with IVLP-style per-tower depths (PromptSRC, IVLP).
+
+        Our boosting prompts always act at the depth phase 1 trained them at (the boosted CLIP of phase 2 is
+        the phase-1 student). The authors' CasPL_PromptSRC instead gives the boosting prompts the method's
+        depth: layers phase 1 did not train stay at their random initialisation, extra trained layers are
+        dropped. Where the two would differ, refuse (default) or keep ours with a warning. Shallow methods
+        (CoOp, CoCoOp) and MaPLe run the boosting prompts at their own depth in the authors' code too.
+        """
+        policy = self.cfg.TRAINER.CASPL.DEPTH_MISMATCH
+        if policy not in ("error", "keep"):
+            raise ValueError(f"TRAINER.CASPL.DEPTH_MISMATCH must be error or keep, got {policy!r}")
+        node, key = self.method_cfg, f"TRAINER.{self.cfg_node}"  # type: ignore[attr-defined]
+        if not all(hasattr(node, k) for k in ("PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION")):
+            return
+        boost = (len(groups.text.tokens), len(groups.vision.tokens))
+        method = (node.PROMPT_DEPTH_TEXT, node.PROMPT_DEPTH_VISION)
+        if boost == method:
+            return
+        what = (
+            f"the boosting prompts of {path} have depth {boost[0]} (text) / {boost[1]} (vision) but "
+            f"{key}.PROMPT_DEPTH_TEXT / _VISION are {method[0]} / {method[1]}"
+        )
+        if policy == "error":
+            raise ValueError(
+                f"{what}. The authors' code would pad missing boosting layers with frozen random tokens or drop "
+                "extra ones. Run phase 1 with the same depth (e.g. the phase-1 config the sweep scripts pick), "
+                "or set TRAINER.CASPL.DEPTH_MISMATCH keep to use the boosting prompts at their trained depth"
+            )
+        print(
+            f"Warning: {what}; the boosting prompts act at their trained depth (TRAINER.CASPL.DEPTH_MISMATCH keep)"
+        )
+
     def reference_cascade(self) -> CascadeGroups | None:
-        """PromptSRC's frozen reference: the boosted CLIP (default) or plain CLIP."""
+        """PromptSRC's frozen reference: plain CLIP (default, as the authors) or the boosted CLIP."""
         choice = self.cfg.TRAINER.CASPL.REG_REFERENCE
         if choice not in ("boosted", "clip"):
             raise ValueError(f"TRAINER.CASPL.REG_REFERENCE must be boosted or clip, got {choice!r}")

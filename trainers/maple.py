@@ -5,6 +5,10 @@ rest of CTX_INIT staying as fixed text; deeper layers from N(0, 0.02^2)). The vi
 parameters: layer 0 is `proj(text layer 0)` and layer j >= 1 is `compound_projections[j-1](text layer j)`,
 linear maps text width -> vision width. As published, the compound projections are copies of one
 freshly initialised layer, so they start equal.
+
+With CasPL's boosting prompts cascaded in (CasPL_MaPLe), the words of CTX_INIT left after the MaPLe tokens
+stay between the MaPLe tokens and the boosting tokens, at every layer: [SOS][MaPLe]"of a"[boosting][class.]
+(the authors' CasPL_MaPLe; with N_CTX 2 they keep exactly two words there, "X" where CTX_INIT has none).
 """
 
 import copy
@@ -18,7 +22,7 @@ from caspl.config import register_config
 from caspl.engine.clip_trainer import CLIPPromptTrainer
 from caspl.registry import TRAINER_REGISTRY
 from caspl.vlm.model import CascadeGroups, PromptedCLIP
-from caspl.vlm.prompted import LayerTokens, PromptGroup
+from caspl.vlm.prompted import LayerTokens, PromptGroup, tokenizer
 from trainers.ivlp import (
     check_depth,
     check_input_size,
@@ -62,6 +66,19 @@ class MaPLePromptLearner(nn.Module):
         ]
 
 
+def cascade_layout(
+    classnames: Sequence[str], n_ctx: int, fixed: str, n_cascade: int
+) -> list[list[str | int]]:
+    """CasPL_MaPLe's text per class: [MaPLe slots] fixed words [boosting slots] "class name." (the authors')."""
+    if n_ctx == 2:
+        # Their 2-token case keeps the two tokens that follow the MaPLe tokens in "CTX_INIT X X ...": "of a"
+        # for "a photo of a", the boosting placeholders "X X" for an empty CTX_INIT.
+        ids = (tokenizer().encode(fixed) + tokenizer().encode("X X"))[:2]
+        fixed = tokenizer().decode(ids).strip()
+    middle = [fixed] if fixed else []
+    return [[n_ctx, *middle, n_cascade, text] for text in class_texts(classnames)]
+
+
 class MaPLeModel(PromptedCLIP):
     """CLIP with MaPLe's coupled deep prompts."""
 
@@ -75,7 +92,11 @@ class MaPLeModel(PromptedCLIP):
         cascade: CascadeGroups | None = None,
     ) -> None:
         learner = MaPLePromptLearner(clip_model, n_ctx, ctx_init, depth)
-        super().__init__(clip_model, class_texts(classnames, learner.prefix), [n_ctx], cascade)
+        if cascade is None:
+            texts: list = class_texts(classnames, learner.prefix)
+        else:
+            texts = cascade_layout(classnames, n_ctx, learner.prefix, cascade.text.n_tokens)
+        super().__init__(clip_model, texts, [n_ctx], cascade)
         self.prompt_learner = learner
         print("MaPLe design: Multi-modal Prompt Learning")
         print(f'Initial context: "{learner.initial_text}"')

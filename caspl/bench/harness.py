@@ -25,7 +25,7 @@ TRAINER_MODULES = ("coop", "cocoop", "ivlp", "maple", "promptsrc", "caspl")
 BENCH_DATASET = "Caltech101"  # 100 classes in CoOp's split: the "100-class set" of the targets
 # A paper setting per trainer: its published prompt counts and depths decide the cost of a step.
 PREFERRED_CONFIGS = {
-    "Boost": "vit_b16_l14_ep20_4+4ctx.yaml",  # CasPL_Boost
+    "Boost": "vit_b16_l14_ep20_4+4ctx_promptkd.yaml",  # CasPL_Boost
     "CoOp": "vit_b16_ep50.yaml",
     "CoCoOp": "vit_b16_c4_ep10_batch1_ctxv1.yaml",
     "IVLP": "vit_b16_c2_ep5_batch4_2+2ctx.yaml",
@@ -84,8 +84,9 @@ def find_config(name: str, config_dir: Path) -> Path | None:
     CasPL_<X> without its own folder takes X's (same adapting prompts as the plain method)."""
     base = name[len("CasPL_") :] if name.startswith("CasPL_") else name
     folders = list(dict.fromkeys([config_dir / name, config_dir / base]))
-    # The paper setting in either folder first, so a method and its CasPL version run the same setting.
-    for folder in folders:
+    # The paper setting, the plain method's file first, so a method and its CasPL version run the same
+    # setting (CasPL_<X> folders also hold the CasPL authors' own settings under the same names).
+    for folder in reversed(folders):
         preferred = folder / PREFERRED_CONFIGS.get(base, "")
         if preferred.is_file():
             return preferred
@@ -133,6 +134,7 @@ def method_cfg(
             cfg.TRAINER.CASPL.TEACHER.PATH = ""
         if name.startswith("CasPL_") and name != "CasPL_Boost":
             cfg.TRAINER.CASPL.BOOST_PROMPTS = str(make_boost_file(backbone, cfg.TRAINER.CASPL.BOOST, workdir))
+            cfg.TRAINER.CASPL.DEPTH_MISMATCH = "keep"  # default-depth boosting prompts on any method config
     return cfg, source
 
 

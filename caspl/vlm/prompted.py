@@ -124,13 +124,14 @@ class PromptedTextEncoder(nn.Module):
     """CLIP's text tower over fixed texts, with the slots of each prompt group written at every prompted layer.
 
     `group_sizes` fixes the slot layout: group g owns the g-th run of slots after [SOS] (for CoOp's
-    front/middle positions, see `text_pieces`). `texts[c]` is what follows the slots for class c.
+    front/middle positions, see `text_pieces`). `texts[c]` is what follows the slots for class c, or the
+    class's whole layout as `build_text_ids` pieces (a method that puts fixed words between groups).
     """
 
     def __init__(
         self,
         clip_model: CLIP,
-        texts: Sequence[str],
+        texts: Sequence[str | Sequence[str | int]],
         group_sizes: Sequence[int] = (),
         position: str = "end",
         names: Sequence[str] | None = None,
@@ -144,7 +145,14 @@ class PromptedTextEncoder(nn.Module):
         n_slots = sum(self.group_sizes)
         ids, slots = [], []
         for c, text in enumerate(texts):
-            pieces = text_pieces(text, n_slots, position, None if names is None else names[c])
+            if isinstance(text, str):
+                pieces = text_pieces(text, n_slots, position, None if names is None else names[c])
+            else:  # a layout of its own: its slots must be the groups' slots
+                pieces = list(text)
+                if sum(p for p in pieces if isinstance(p, int)) != n_slots:
+                    raise ValueError(
+                        f"text layout {pieces!r} does not have the {n_slots} slots of the groups"
+                    )
             i, s = build_text_ids(pieces, clip_model.context_length)
             ids.append(i)
             slots.append(s)

@@ -455,6 +455,7 @@ class OpenCLIPTeacher(Teacher):
             raise ValueError(f"teacher interpolation {self.preprocess.interpolation!r} is not supported")
         self.adapter = ImageAdapter(student, self.preprocess)
         self.describe = dict(describe or {})
+        self.templates = list(templates)
         # Class features once, in fp32 on the teacher's device; then the towers go to `dtype`.
         with torch.inference_mode():
             feats = ensemble_text_features(self.encode_texts, classnames, templates)
