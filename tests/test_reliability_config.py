@@ -153,7 +153,7 @@ def test_prompt_depths_within_the_backbone_in_any_trainer_node():
     # another trainer's node keeps its defaults (IVLP's depth 9 on a 4-layer CLIP) without complaint
     setup_cfg(_args("--trainer", "PromptSRC", "MODEL.BACKBONE.NAME", "tiny-vit", *_depths("PROMPTSRC", 4)))
     with pytest.raises(
-        ConfigError, match="TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 9: the backbone tiny-vit has 4"
+        ConfigError, match="TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT = 12: the backbone tiny-vit has 4"
     ):
         setup_cfg(
             _args(
