@@ -25,7 +25,7 @@ from caspl.registry import TRAINER_REGISTRY
 from caspl.utils.checkpoint import atomic_save, safe_load
 from caspl.vlm.build import build_clip, freeze, input_resolution
 from caspl.vlm.model import CascadeGroups, PromptedCLIP
-from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, init_tokens_from_text
+from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, encode_texts, init_tokens_from_text
 from caspl.vlm.templates import dataset_template, fill
 from trainers.cocoop import CoCoOp
 from trainers.coop import CoOp
@@ -212,19 +212,15 @@ class FrozenTeacher(torch.nn.Module):
 
     @torch.no_grad()
     def _text_features(self, classnames: list[str], template: str, dataset_name: str) -> Tensor:
-        import clip  # noqa: PLC0415
-
         if template == "ensemble":
             from caspl.vlm.imagenet_templates import IMAGENET_TEMPLATES  # noqa: PLC0415
 
             templates = list(IMAGENET_TEMPLATES)
         else:
             templates = [dataset_template(dataset_name) if template == "dataset" else template]
-        device = self.clip.logit_scale.device  # where the teacher already is: a GPU encodes 1000 classes fast
         feats = []
         for t in templates:
-            tokens = clip.tokenize(fill(t, classnames))
-            f = torch.cat([self.clip.encode_text(c.to(device)) for c in tokens.split(TEXT_CHUNK)])
+            f = encode_texts(self.clip, fill(t, classnames))  # on the teacher's device, short-context
             feats.append(F.normalize(f.float(), dim=-1))
         return F.normalize(torch.stack(feats).mean(0), dim=-1)  # CLIP's template ensembling
 
