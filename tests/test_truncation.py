@@ -187,3 +187,19 @@ def test_checkpointed_chunks_give_the_same_features_and_gradients():
     assert max_diff(out[0][0], out[1][0]) <= TOL
     for a, b in zip(out[0][1], out[1][1]):
         assert max_diff(a, b) <= TOL
+
+
+def test_with_options_gives_the_77_token_reference_of_a_truncated_encoder():
+    """The benchmark's reference computation: same texts and prompts, CLIP's full context, one pass."""
+    model = build_clip("tiny-vit")
+    texts = [n.replace("_", " ") + "." for n in NAMES]
+    short = PromptedTextEncoder(model, texts, [3], options=TextTowerOptions(chunk=3))
+    reference = short.with_options(TextTowerOptions(False, 0, False))
+    assert [p[2] for p in reference.passes] == [77] and reference.token_embedding.shape[1] == 77
+    assert short.token_embedding.shape[1] < 40  # the original keeps its short buffers
+    direct = PromptedTextEncoder(model, texts, [3], options=TextTowerOptions(False, 0, False))
+    torch.testing.assert_close(reference.token_embedding, direct.token_embedding, rtol=0, atol=0)
+    tokens = [[torch.randn(3, 64, generator=torch.Generator().manual_seed(6)) for _ in range(4)]]
+    with torch.no_grad():
+        assert max_diff(reference(tokens), direct(tokens)) == 0.0
+        assert max_diff(short(tokens), direct(tokens)) <= TOL

@@ -18,11 +18,13 @@ checkpointing per chunk, so memory stops growing with the class count (`TextTowe
 """
 
 import contextlib
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from clip.model import CLIP
 from clip.simple_tokenizer import SimpleTokenizer
 from torch import Tensor, nn
@@ -207,23 +209,46 @@ class PromptedTextEncoder(nn.Module):
         if not ids:
             raise ValueError("a text encoder needs at least one text")
         token_ids = torch.stack(ids)
-        eot_index = token_ids.argmax(dim=-1)
-        # Each pass's length, fixed here (no device sync per forward): its prompts' max(EOT)+1, or 77.
-        n, chunk = len(ids), self.options.chunk or len(ids)
-        self.passes: list[tuple[int, int, int]] = []
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            length = int(eot_index[start:stop].max()) + 1 if self.options.truncate else token_ids.shape[1]
-            self.passes.append((start, stop, length))
+        self.context_length = token_ids.shape[1]
+        self._eot = token_ids.argmax(dim=-1)  # on the CPU: pass lengths never sync a device
+        self.passes = self._plan(self.options)
         token_ids = token_ids[:, : max(length for _, _, length in self.passes)]
         device = clip_model.token_embedding.weight.device
         # Not saved in checkpoints: derived from the texts, and large for 1000 classes.
         self.register_buffer("token_ids", token_ids.to(device), persistent=False)
         self.register_buffer("slots", torch.stack(slots).to(device), persistent=False)
-        self.register_buffer("eot_index", eot_index.to(device), persistent=False)
+        self.register_buffer("eot_index", self._eot.to(device), persistent=False)
         with torch.no_grad():
             embedding = clip_model.token_embedding(self.token_ids)
+            pad = clip_model.token_embedding(torch.zeros(1, dtype=torch.long, device=device))[0]
         self.register_buffer("token_embedding", embedding, persistent=False)
+        self.register_buffer("pad_embedding", pad, persistent=False)  # id 0, after EOT
+
+    def _plan(self, options: TextTowerOptions) -> list[tuple[int, int, int]]:
+        """(start, stop, length) of each pass: chunks of classes, each cut to its prompts' max(EOT)+1."""
+        n = len(self._eot)
+        chunk = options.chunk or n
+        return [
+            (start, min(start + chunk, n), int(self._eot[start : start + chunk].max()) + 1)
+            if options.truncate
+            else (start, min(start + chunk, n), self.context_length)
+            for start in range(0, n, chunk)
+        ]
+
+    def with_options(self, options: TextTowerOptions) -> "PromptedTextEncoder":
+        """The same texts through the same frozen modules under other options (e.g. the 77-token reference
+        computation the benchmark compares with); buffers are shared, padded where a pass needs more."""
+        other = copy.copy(self)
+        other._modules, other._parameters = dict(self._modules), dict(self._parameters)
+        other._buffers = dict(self._buffers)
+        other.options, other.passes = options, other._plan(options)
+        extra = max(length for _, _, length in other.passes) - self.token_ids.shape[1]
+        if extra > 0:  # positions after every EOT: token id 0
+            n, _, width = self.token_embedding.shape
+            pad = self.pad_embedding.expand(n, extra, width)
+            other._buffers["token_embedding"] = torch.cat([self.token_embedding, pad], dim=1)
+            other._buffers["token_ids"] = F.pad(self.token_ids, (0, extra))
+        return other
 
     @property
     def dtype(self) -> torch.dtype:
