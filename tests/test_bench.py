@@ -235,3 +235,55 @@ def test_a_method_and_its_cascade_measure_the_same_paper_setting(tmp_path: Path)
     assert find_config("Mine", tmp_path) is None  # the demo's tiny settings are never a benchmark setting
     (tmp_path / "Mine/b.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")
     assert find_config("CasPL_Mine", tmp_path) == tmp_path / "Mine/b.yaml"
+
+
+def _gpu_check(tmp_path: Path, *extra: str) -> tuple[int, dict, str]:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_check"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    args = [
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--classes",
+        "30",
+        "--large-batch",
+        "8",
+        *extra,
+    ]
+    proc = subprocess.run(
+        ["bash", str(repo / "scripts/gpu_check.sh"), *args], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert (out / "report.md").is_file(), proc.stdout + proc.stderr
+    return proc.returncode, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+
+
+def test_gpu_check_runs_end_to_end_on_cpu_and_says_what_it_skipped(tmp_path: Path) -> None:
+    rc, doc, md = _gpu_check(tmp_path, "--trainers", "CoOp,CasPL_Boost", "--skip-torchrun")
+    assert rc == 0 and doc["ok"] and doc["device"] == "cpu" and doc["backbone"] == "tiny-vit"
+    runs = [r for r in doc["results"] if r["check"] == "train"]
+    assert {(r["trainer"], r["precision"]) for r in runs} == {
+        (t, p) for t in ("CoOp", "CasPL_Boost") for p in ("fp32", "bf16")
+    }
+    for r in runs:  # finite and decreasing: what "ok" asserts
+        assert len(r["losses"]) == 3 and r["losses"][-1] < r["losses"][0]
+    boost = [r for r in doc["results"] if r["check"] == "throughput"]
+    assert [r["batch"] for r in boost] == [4, 8] and all(r["images_per_s"] > 0 for r in boost)
+    skipped = " ".join(doc["skipped"])
+    assert "fp16 and amp: CUDA only" in skipped and "TRAIN.COMPILE" in skipped and "tiny shapes" in skipped
+    assert "PASS" in md and "| train | CoOp | bf16 |" in md and "Skipped:" in md
+
+
+@pytest.mark.slow
+def test_gpu_check_torchrun_on_cpu_uses_gloo(tmp_path: Path) -> None:
+    rc, doc, _ = _gpu_check(tmp_path, "--trainers", "CoOp")
+    run = next(r for r in doc["results"] if r["check"] == "torchrun")
+    assert rc == 0 and run["ok"] and run["backend"] == "gloo"
+    assert any("nccl: CUDA only" in s for s in doc["skipped"])

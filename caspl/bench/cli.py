@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods", default=None, help="comma list of methods for (b) (default: every registered)"
     )
     p.add_argument(
+        "--without-cascades",
+        action="store_true",
+        help="(b): the listed methods only, not their CasPL versions",
+    )
+    p.add_argument(
         "--eval-method", default=None, help="cascaded trainer for (c)/(d) (default: first present)"
     )
     p.add_argument("--kinds", default="abcd", help="sections to run, subset of abcd (floors come along)")
@@ -128,6 +133,7 @@ def settings_from_args(args: argparse.Namespace, workdir: Path) -> Settings:
         verbose=args.verbose,
         seed=args.seed,
         all_templates=args.all_templates,
+        cascades=not args.without_cascades,
     )
 
 

@@ -87,6 +87,7 @@ class Settings:
     verbose: bool = False
     seed: int = 0
     all_templates: bool = False  # PromptSRC's frozen targets from all 60 templates (build time only)
+    cascades: bool = True  # (b): each method's CasPL version too
 
 
 @dataclass
@@ -254,7 +255,7 @@ class Suite:
         for n in self.s.train_classes:
             for method in methods:
                 plain_ms = None
-                for name in (method, f"CasPL_{method}"):
+                for name in (method, f"CasPL_{method}") if self.s.cascades else (method,):
                     if name.startswith("CasPL_CasPL_") or trainer_class(name) is None:
                         continue
                     row = self.training_step(name, n)
