@@ -287,7 +287,7 @@ class PromptedTextEncoder(nn.Module):
         for g, layers in enumerate(group_tokens):
             if len(layers):
                 x = _write_slots(x, self.group_slots(g, slots), layers[0])
-        # CLIP's blocks cut their causal mask to the sequence length themselves.
+        # CLIP's blocks (clip-anytorch) cut their causal mask to the sequence length themselves.
         x = x + self.positional_embedding[: x.shape[1]].to(self.dtype)
         for depth, block in enumerate(self.transformer.resblocks):
             if depth > 0:
