@@ -78,7 +78,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 def test_quick_json_has_every_kind_with_positive_numbers(quick_run: tuple[dict, str]) -> None:
     doc, _ = quick_run
     rows = doc["rows"]
-    assert {r["kind"] for r in rows} == set("abcde")
+    assert {r["kind"] for r in rows} == set("abcder")
     fields = {"name", "backbone", "batch", "device", "precision", "images_per_s", "ms_per_step",
               "peak_mem_mb", "ratio_to_floor"}  # fmt: skip
     for r in rows:
@@ -99,6 +99,10 @@ def test_training_and_boost_ratios_are_step_over_floor(quick_run: tuple[dict, st
         assert step["floor"] == f"floor {name}"
         assert step["ratio_to_floor"] == pytest.approx(step["ms_per_step"] / floor["ms_per_step"])
         assert floor["ratio_to_floor"] is None
+        # the reference computation (77-token text tower) was timed in the same interleaved run
+        reference = rows[f"reference {name} (77-token text tower)"]
+        assert reference["kind"] == "r" and reference["classes"] == step["classes"] == 3
+        assert step["speedup"] == pytest.approx(reference["ms_per_step"] / step["ms_per_step"])
     # the cascaded step is compared with its base method as well
     cascaded = rows["train CasPL_BenchProbe"]
     assert cascaded["ratio"] == pytest.approx(
@@ -110,7 +114,9 @@ def test_training_and_boost_ratios_are_step_over_floor(quick_run: tuple[dict, st
         + rows["floor: student fwd/bwd (KD loss)"]["ms_per_step"]
     )
     assert boost["ratio_to_floor"] == pytest.approx(boost["ms_per_step"] / parts)
-    assert boost["backbone"] == "tiny-vit<-small-vit"
+    assert boost["backbone"] == "tiny-vit<-small-vit" and boost["note"].startswith("8+8 tokens")
+    reference = rows["reference CasPL_Boost step (77-token text tower)"]
+    assert boost["speedup"] == pytest.approx(reference["ms_per_step"] / boost["ms_per_step"])
 
 
 @pytest.mark.slow
@@ -124,11 +130,28 @@ def test_eval_and_inference_ratios_and_targets(quick_run: tuple[dict, str]) -> N
     assert len(infer) == 2 and infer[1]["ratio"] == pytest.approx(
         infer[1]["ms_per_step"] / infer[0]["ms_per_step"]
     )
+    build = next(r for r in evals if "text-cache build" in r["name"])
+    build_ref = next(r for r in doc["rows"] if r["name"].startswith("reference eval"))
+    assert build["speedup"] == pytest.approx(build_ref["ms_per_step"] / build["ms_per_step"])
     targets = doc["targets"]
-    # a training step per method and per cascade, then eval speedup, inference, boosting
-    assert len(targets) == 2 * (1 + len(available_methods())) + 3
+    # a training step per method and per cascade (+ PromptSRC's speedups), eval (2), inference, boosting (2)
+    speedups = 2 if "PromptSRC" in available_methods() else 0
+    assert len(targets) == 2 * (1 + len(available_methods())) + speedups + 5
     for t in targets:
         assert t["met"] == (t["value"] >= t["limit"] if t["higher_is_better"] else t["value"] <= t["limit"])
+        # tiny shapes: no target applies, so none can fail --check
+        assert not t["applies"] and not t["missed"] and "ViT-B/16" in t["scope"]
+
+
+def test_check_fails_only_on_a_missed_target_that_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from caspl.bench import suite
+
+    args = [*QUICK, "--kinds", "d", "--eval-method", "CasPL_BenchProbe", "--check"]
+    monkeypatch.setattr(suite, "INFER_LIMIT", 0.0)  # unmeetable
+    assert main(args) == 0  # tiny shapes: the target does not apply
+    monkeypatch.setattr(suite.Suite, "on_target_shapes", lambda self, *a, **k: True)
+    assert main(args) == 1
+    assert main([a for a in args if a != "--check"]) == 0
 
 
 @pytest.mark.slow
@@ -169,6 +192,9 @@ def test_measure_interleaves_and_counts_calls() -> None:
     assert calls == ["a", "b"] * 4
     assert len(resets) == 9  # before every call, and once at the end
     assert all(len(m.seconds) == 3 for m in result.values())
+    m = result["a"]
+    m.seconds = [0.3, 0.1, 0.2]
+    assert m.min_s == 0.1 and m.spread == pytest.approx(3.0)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
@@ -197,8 +223,8 @@ def test_depths_are_clamped_to_the_backbone() -> None:
     clamp_depths(cfg.TRAINER, layer_count("tiny-vit"))
     assert cfg.TRAINER.CASPL.BOOST.PROMPT_DEPTH_TEXT == 4
     assert layer_count("ViT-L/14") == 12  # the text tower is the shallower one
-    names = class_names(250)
-    assert len(set(names)) == 250
+    assert class_names(3) == ["tench", "goldfish", "great white shark"]  # ImageNet's, in order
+    assert class_names(1001)[-1] == "tench 1" and len(class_names(1000)) == 1000
 
 
 def test_a_method_and_its_cascade_measure_the_same_paper_setting(tmp_path: Path) -> None:
@@ -214,3 +240,55 @@ def test_a_method_and_its_cascade_measure_the_same_paper_setting(tmp_path: Path)
     assert find_config("Mine", tmp_path) is None  # the demo's tiny settings are never a benchmark setting
     (tmp_path / "Mine/b.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")
     assert find_config("CasPL_Mine", tmp_path) == tmp_path / "Mine/b.yaml"
+
+
+def _gpu_check(tmp_path: Path, *extra: str) -> tuple[int, dict, str]:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_check"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    args = [
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--classes",
+        "30",
+        "--large-batch",
+        "8",
+        *extra,
+    ]
+    proc = subprocess.run(
+        ["bash", str(repo / "scripts/gpu_check.sh"), *args], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert (out / "report.md").is_file(), proc.stdout + proc.stderr
+    return proc.returncode, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+
+
+def test_gpu_check_runs_end_to_end_on_cpu_and_says_what_it_skipped(tmp_path: Path) -> None:
+    rc, doc, md = _gpu_check(tmp_path, "--trainers", "CoOp,CasPL_Boost", "--skip-torchrun")
+    assert rc == 0 and doc["ok"] and doc["device"] == "cpu" and doc["backbone"] == "tiny-vit"
+    runs = [r for r in doc["results"] if r["check"] == "train"]
+    assert {(r["trainer"], r["precision"]) for r in runs} == {
+        (t, p) for t in ("CoOp", "CasPL_Boost") for p in ("fp32", "bf16")
+    }
+    for r in runs:  # finite and decreasing: what "ok" asserts
+        assert len(r["losses"]) == 3 and r["losses"][-1] < r["losses"][0]
+    boost = [r for r in doc["results"] if r["check"] == "throughput"]
+    assert [r["batch"] for r in boost] == [4, 8] and all(r["images_per_s"] > 0 for r in boost)
+    skipped = " ".join(doc["skipped"])
+    assert "fp16 and amp: CUDA only" in skipped and "TRAIN.COMPILE" in skipped and "tiny shapes" in skipped
+    assert "PASS" in md and "| train | CoOp | bf16 |" in md and "Skipped:" in md
+
+
+@pytest.mark.slow
+def test_gpu_check_torchrun_on_cpu_uses_gloo(tmp_path: Path) -> None:
+    rc, doc, _ = _gpu_check(tmp_path, "--trainers", "CoOp")
+    run = next(r for r in doc["results"] if r["check"] == "torchrun")
+    assert rc == 0 and run["ok"] and run["backend"] == "gloo"
+    assert any("nccl: CUDA only" in s for s in doc["skipped"])

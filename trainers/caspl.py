@@ -27,7 +27,7 @@ from caspl.registry import TRAINER_REGISTRY
 from caspl.utils.checkpoint import atomic_save, safe_load
 from caspl.vlm.build import build_clip, freeze, input_resolution
 from caspl.vlm.model import CascadeGroups, PromptedCLIP
-from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, init_tokens_from_text
+from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup, encode_texts, init_tokens_from_text
 from caspl.vlm.templates import DEFAULT_TEMPLATE, fill
 from trainers.cocoop import CoCoOp
 from trainers.coop import CoOp
@@ -355,15 +355,11 @@ class FrozenTeacher(vt.Teacher):
 
     @torch.no_grad()
     def _text_features(self, classnames: list[str], template: str, dataset_name: str) -> Tensor:
-        import clip  # noqa: PLC0415
-
         templates = vt.template_list(template, teacher_template(dataset_name))
         self.templates = templates if template != "ensemble" else ["ensemble"]
-        device = self.clip.logit_scale.device  # where the teacher already is: a GPU encodes 1000 classes fast
         feats = []
         for t in templates:
-            tokens = clip.tokenize(fill(t, classnames))
-            f = torch.cat([self.clip.encode_text(c.to(device)) for c in tokens.split(TEXT_CHUNK)])
+            f = encode_texts(self.clip, fill(t, classnames))  # on the teacher's device, short-context
             feats.append(F.normalize(f.float(), dim=-1))
         return F.normalize(torch.stack(feats).mean(0), dim=-1)  # CLIP's template ensembling
 

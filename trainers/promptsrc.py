@@ -30,9 +30,6 @@ from caspl.vlm.prompted import PromptedTextEncoder, PromptGroup
 from caspl.vlm.templates import fill
 from trainers.ivlp import IVLP
 
-# Texts per text-tower pass when encoding the template ensemble (bounds memory on large class sets).
-TEXT_CHUNK = 512
-
 
 @register_config
 def add_promptsrc_cfg(cfg: CN) -> None:
@@ -68,13 +65,9 @@ def template_text_features(
     sizes = [text_group.n_tokens] if text_group is not None else []
     groups = [[t.detach().to(device) for t in text_group()]] if text_group is not None else []
     total = None
-    for template in templates:
-        texts = fill(template, list(classnames))
-        parts = []
-        for start in range(0, len(texts), TEXT_CHUNK):
-            encoder = PromptedTextEncoder(clip_model, texts[start : start + TEXT_CHUNK], sizes).to(device)
-            parts.append(encoder(groups).float())
-        features = torch.cat(parts)
+    for template in templates:  # the encoder chunks the classes and cuts each pass to its longest prompt
+        features = PromptedTextEncoder(clip_model, fill(template, list(classnames)), sizes).to(device)(groups)
+        features = features.float()
         total = features if total is None else total + features
     return F.normalize(total / len(templates), dim=-1)
 

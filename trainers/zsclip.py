@@ -1,12 +1,12 @@
 """Zero-shot CLIP with CoOp's hand-crafted per-dataset templates (no training)."""
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from caspl.engine.trainer import TrainerX
 from caspl.registry import TRAINER_REGISTRY
 from caspl.vlm.build import build_clip, freeze
+from caspl.vlm.prompted import encode_texts, text_tower_options
 from caspl.vlm.templates import dataset_template, fill
 
 
@@ -21,15 +21,8 @@ class ZeroshotCLIP(TrainerX):
         template = dataset_template(cfg.DATASET.NAME)
         prompts = fill(template, self.classnames)
         print(f"Prompts: {prompts[:3]}{' ...' if len(prompts) > 3 else ''}")
-        with torch.no_grad():
-            tokens = torch.cat([self._tokenize(p) for p in prompts]).to(self.device)
-            self.text_features = F.normalize(self.clip_model.encode_text(tokens), dim=-1)
-
-    @staticmethod
-    def _tokenize(prompt: str) -> Tensor:
-        import clip  # noqa: PLC0415
-
-        return clip.tokenize([prompt])
+        features = encode_texts(self.clip_model, prompts, text_tower_options(cfg))
+        self.text_features = F.normalize(features, dim=-1)
 
     def model_inference(self, images: Tensor) -> Tensor:
         image_features = F.normalize(self.clip_model.encode_image(images), dim=-1)

@@ -19,7 +19,19 @@ MEMORY_NOTE = {
     "models and inputs included",
     "cuda": "torch.cuda.max_memory_allocated (reset before each probed call), models and inputs included",
 }
-QUICK = {"backbone": "tiny-vit", "teacher": "small-vit", "repeats": 2, "warmup": 1}
+QUICK = {"backbone": "tiny-vit", "teacher": "small-vit", "repeats": 2, "warmup": 1, "classes": "100"}
+DEFAULT_CLASSES = "100,1000"
+
+
+def class_counts(flag: str, text: str) -> list[int]:
+    """ "100,1000" -> [100, 1000]; each >= 1."""
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag} takes comma-separated class counts, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"{flag} needs class counts >= 1, got {text!r}")
+    return counts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,17 +57,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="trainers' PREC (fp16/amp: GPU only)"
     )
-    p.add_argument("--classes", type=int, default=100, help="classes of the evaluation and boosting set")
     p.add_argument(
-        "--train-classes", type=int, default=10, help="classes the training-step rows train on (default 10)"
+        "--classes",
+        default=None,
+        help="class counts (ImageNet names) of the evaluation and boosting rows (default 100,1000; quick: 100)",
     )
     p.add_argument(
-        "--repeats", type=int, default=None, help="timed repeats per measurement (median; default 3)"
+        "--train-classes", default=None, help="class counts of the training-step rows (default: --classes)"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 when a target that applies to these shapes is missed"
+    )
+    p.add_argument(
+        "--all-templates",
+        action="store_true",
+        help="PromptSRC's frozen targets from all 60 templates (default: 1; build time only, same step cost)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per measurement (minimum; default 3)"
     )
     p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument(
         "--methods", default=None, help="comma list of methods for (b) (default: every registered)"
+    )
+    p.add_argument(
+        "--without-cascades",
+        action="store_true",
+        help="(b): the listed methods only, not their CasPL versions",
     )
     p.add_argument(
         "--eval-method", default=None, help="cascaded trainer for (c)/(d) (default: first present)"
@@ -79,12 +108,9 @@ def settings_from_args(args: argparse.Namespace, workdir: Path) -> Settings:
     bad = set(args.kinds) - set("abcd")
     if bad or not args.kinds:
         raise SystemExit(f"--kinds must be letters of abcd, got {args.kinds!r}")
-    for flag, value in (
-        ("--batch-size", args.batch_size),
-        ("--classes", args.classes),
-        ("--train-classes", args.train_classes),
-        ("--repeats", repeats),
-    ):
+    classes = class_counts("--classes", args.classes or quick.get("classes", DEFAULT_CLASSES))
+    train_classes = class_counts("--train-classes", args.train_classes) if args.train_classes else classes
+    for flag, value in (("--batch-size", args.batch_size), ("--repeats", repeats)):
         if value < 1:
             raise SystemExit(f"{flag} must be >= 1, got {value}")
     config_dir = Path(args.config_dir) if args.config_dir else None
@@ -95,8 +121,8 @@ def settings_from_args(args: argparse.Namespace, workdir: Path) -> Settings:
         eval_batch=args.eval_batch_size or args.batch_size,
         device=torch.device(args.device),
         precision=args.precision,
-        classes=args.classes,
-        train_classes=args.train_classes,
+        classes=classes,
+        train_classes=train_classes,
         warmup=warmup,
         repeats=repeats,
         workdir=workdir,
@@ -106,11 +132,14 @@ def settings_from_args(args: argparse.Namespace, workdir: Path) -> Settings:
         config_dir=config_dir if config_dir is not None and config_dir.is_dir() else None,
         verbose=args.verbose,
         seed=args.seed,
+        all_templates=args.all_templates,
+        cascades=not args.without_cascades,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the table and targets; write JSON when asked."""
+    """Run the benchmark; print the table and targets; write JSON when asked. Returns 1 under --check when
+    a target that applies to the measured shapes was missed."""
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -138,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": settings.repeats,
         },
         "kinds": KINDS,
+        "timing": "each variant's minimum over interleaved repeats (A B A B ...); spread = slowest / fastest",
         "notes": suite.notes,
     }
     print(table(rows))
@@ -148,4 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, to_json(rows, suite.targets, meta))
         print(f"wrote {args.json}")
+    missed = [t.name for t in suite.targets if t.missed]
+    if args.check and missed:
+        print(f"--check: {len(missed)} target(s) missed: {'; '.join(missed)}", file=sys.stderr)
+        return 1
     return 0

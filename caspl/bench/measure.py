@@ -1,4 +1,9 @@
-"""Timing (warmup, then the median of interleaved repeats) and peak memory per call.
+"""Timing (warmup, then interleaved repeats; each variant's minimum) and peak memory per call.
+
+On a shared machine outside load only ever adds time, so the minimum of repeats interleaved A B A B ...
+is the best estimate of each variant's own cost, and ratios of minima taken in the same interleaved run
+are not moved by load that changes between rows. `spread` (slowest / fastest repeat) says how noisy a
+variant was.
 
 Peak memory: on CUDA the allocator's peak (`torch.cuda.max_memory_allocated`, reset before each call);
 on CPU the process's resident-set high-water mark (VmHWM in /proc/self/status), reset before each call by
@@ -94,6 +99,15 @@ class Measurement:
     @property
     def median_s(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def min_s(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def spread(self) -> float:
+        """Slowest over fastest timed repeat (1.0: no noise seen)."""
+        return max(self.seconds) / min(self.seconds)
 
 
 def _sync(device: torch.device) -> None:

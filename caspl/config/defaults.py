@@ -89,6 +89,11 @@ _C.MODEL.BACKBONE.NAME = ""
 _C.MODEL.BACKBONE.PRETRAINED = True
 # A local CLIP checkpoint (OpenAI JIT archive or state dict); overrides the name-based lookup.
 _C.MODEL.BACKBONE.PATH = ""
+# CLIP's text tower over class prompts (caspl.vlm.prompted.TextTowerOptions); results are unchanged by them.
+_C.MODEL.TEXT_TOWER = CN()
+_C.MODEL.TEXT_TOWER.TRUNCATE = True  # run on the first max(EOT)+1 positions, not 77 (exact: causal mask)
+_C.MODEL.TEXT_TOWER.CHUNK = 256  # class prompts per pass (0: all at once)
+_C.MODEL.TEXT_TOWER.CHECKPOINT = False  # activation checkpointing per chunk (training memory ~ one chunk)
 _C.MODEL.HEAD = CN()
 _C.MODEL.HEAD.NAME = ""
 _C.MODEL.HEAD.HIDDEN_LAYERS = ()

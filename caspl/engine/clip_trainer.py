@@ -16,6 +16,7 @@ from caspl.engine.precision import autocast, cast_frozen_clip, effective_precisi
 from caspl.engine.trainer import TrainerX
 from caspl.vlm.build import build_clip, freeze
 from caspl.vlm.model import CascadeGroups, PromptedCLIP
+from caspl.vlm.prompted import text_tower_options, use_text_tower_options
 
 
 def count_parameters(module: Any, trainable_only: bool = False) -> int:
@@ -47,9 +48,10 @@ class CLIPPromptTrainer(TrainerX):
         clip_model = freeze(build_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH))
         self.clip_size = count_parameters(clip_model)
         self.prec = effective_precision(self.method_cfg.PREC, self.device)
-        cascade = self.build_cascade(clip_model)
-        print("Building custom CLIP")
-        self.model = self.build_prompt_model(clip_model, self.classnames, cascade)
+        with use_text_tower_options(text_tower_options(cfg)):  # every text encoder the build makes
+            cascade = self.build_cascade(clip_model)
+            print("Building custom CLIP")
+            self.model = self.build_prompt_model(clip_model, self.classnames, cascade)
         # Only the method's prompt learner trains (and the cascade when a trainer made it trainable).
         trainable_prefixes = ("prompt_learner.",) + (("cascade.",) if self.cascade_trainable else ())
         for name, p in self.model.named_parameters():

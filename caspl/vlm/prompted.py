@@ -9,19 +9,69 @@ be parameters, frozen tensors or computed on the fly (MaPLe's coupling, CoCoOp's
   vision: [CLS] [patches] [group 1] [group 2] ...                    (after the positional embedding)
 
 With no groups both encoders compute exactly CLIP's encode_text / encode_image.
+
+The text tower is causal: the feature read at EOT depends only on the positions up to it. So the text
+encoder runs each pass on the first max(EOT)+1 positions of its prompts (positional embedding and causal
+mask cut to match; prompt slots always lie before EOT), which equals the 77-token computation exactly and
+costs a fraction of it. Class prompts go through the tower in chunks, optionally with activation
+checkpointing per chunk, so memory stops growing with the class count (`TextTowerOptions`).
 """
 
-from collections.abc import Sequence
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from clip.model import CLIP
 from clip.simple_tokenizer import SimpleTokenizer
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 # Per-group tokens: one tensor per prompted layer, [layer 0, layer 1, ...].
 LayerTokens = Sequence[Tensor]
 
 _TOKENIZER: SimpleTokenizer | None = None
+
+
+@dataclass(frozen=True)
+class TextTowerOptions:
+    """How the text encoders run CLIP's text tower (MODEL.TEXT_TOWER); none of them changes a result.
+
+    truncate:   run on the first max(EOT)+1 positions of each pass instead of CLIP's 77 (exact: causal).
+    chunk:      class prompts per pass (0: all in one pass); bounds memory under no_grad.
+    checkpoint: recompute each chunk's activations in backward (training memory bounded by one chunk).
+    """
+
+    truncate: bool = True
+    chunk: int = 256
+    checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        if self.chunk < 0:
+            raise ValueError(f"MODEL.TEXT_TOWER.CHUNK must be >= 0 (0: no chunking), got {self.chunk}")
+
+
+_OPTIONS = TextTowerOptions()
+
+
+def text_tower_options(cfg: Any) -> TextTowerOptions:
+    """The options of a run config (its MODEL.TEXT_TOWER node)."""
+    node = cfg.MODEL.TEXT_TOWER
+    return TextTowerOptions(bool(node.TRUNCATE), int(node.CHUNK), bool(node.CHECKPOINT))
+
+
+@contextlib.contextmanager
+def use_text_tower_options(options: TextTowerOptions) -> Iterator[None]:
+    """Text encoders built inside the block take `options` (trainers wrap their model building in it)."""
+    global _OPTIONS
+    previous, _OPTIONS = _OPTIONS, options
+    try:
+        yield
+    finally:
+        _OPTIONS = previous
 
 
 def tokenizer() -> SimpleTokenizer:
@@ -120,12 +170,18 @@ def _write_slots(x: Tensor, slots: Tensor, tokens: Tensor) -> Tensor:
     return x.scatter(1, index, tokens)
 
 
+def _class_rows(tokens: Tensor, start: int, stop: int) -> Tensor:
+    """Per-class tokens (C, n, D) cut to classes start:stop; shared tokens (n, D) as they are."""
+    return tokens[start:stop] if tokens.dim() == 3 else tokens
+
+
 class PromptedTextEncoder(nn.Module):
     """CLIP's text tower over fixed texts, with the slots of each prompt group written at every prompted layer.
 
     `group_sizes` fixes the slot layout: group g owns the g-th run of slots after [SOS] (for CoOp's
     front/middle positions, see `text_pieces`). `texts[c]` is what follows the slots for class c, or the
     class's whole layout as `build_text_ids` pieces (a method that puts fixed words between groups).
+    `options` defaults to the ones set by `use_text_tower_options` when the encoder is built.
     """
 
     def __init__(
@@ -135,8 +191,10 @@ class PromptedTextEncoder(nn.Module):
         group_sizes: Sequence[int] = (),
         position: str = "end",
         names: Sequence[str] | None = None,
+        options: TextTowerOptions | None = None,
     ) -> None:
         super().__init__()
+        self.options = options if options is not None else _OPTIONS
         self.transformer = clip_model.transformer
         self.positional_embedding = clip_model.positional_embedding
         self.ln_final = clip_model.ln_final
@@ -156,14 +214,49 @@ class PromptedTextEncoder(nn.Module):
             i, s = build_text_ids(pieces, clip_model.context_length)
             ids.append(i)
             slots.append(s)
+        if not ids:
+            raise ValueError("a text encoder needs at least one text")
         token_ids = torch.stack(ids)
+        self.context_length = token_ids.shape[1]
+        self._eot = token_ids.argmax(dim=-1)  # on the CPU: pass lengths never sync a device
+        self.passes = self._plan(self.options)
+        token_ids = token_ids[:, : max(length for _, _, length in self.passes)]
+        device = clip_model.token_embedding.weight.device
         # Not saved in checkpoints: derived from the texts, and large for 1000 classes.
-        self.register_buffer("token_ids", token_ids, persistent=False)
-        self.register_buffer("slots", torch.stack(slots), persistent=False)
-        self.register_buffer("eot_index", token_ids.argmax(dim=-1), persistent=False)
+        self.register_buffer("token_ids", token_ids.to(device), persistent=False)
+        self.register_buffer("slots", torch.stack(slots).to(device), persistent=False)
+        self.register_buffer("eot_index", self._eot.to(device), persistent=False)
         with torch.no_grad():
-            embedding = clip_model.token_embedding(token_ids)
+            embedding = clip_model.token_embedding(self.token_ids)
+            pad = clip_model.token_embedding(torch.zeros(1, dtype=torch.long, device=device))[0]
         self.register_buffer("token_embedding", embedding, persistent=False)
+        self.register_buffer("pad_embedding", pad, persistent=False)  # id 0, after EOT
+
+    def _plan(self, options: TextTowerOptions) -> list[tuple[int, int, int]]:
+        """(start, stop, length) of each pass: chunks of classes, each cut to its prompts' max(EOT)+1."""
+        n = len(self._eot)
+        chunk = options.chunk or n
+        return [
+            (start, min(start + chunk, n), int(self._eot[start : start + chunk].max()) + 1)
+            if options.truncate
+            else (start, min(start + chunk, n), self.context_length)
+            for start in range(0, n, chunk)
+        ]
+
+    def with_options(self, options: TextTowerOptions) -> "PromptedTextEncoder":
+        """The same texts through the same frozen modules under other options (e.g. the 77-token reference
+        computation the benchmark compares with); buffers are shared, padded where a pass needs more."""
+        other = copy.copy(self)
+        other._modules, other._parameters = dict(self._modules), dict(self._parameters)
+        other._buffers = dict(self._buffers)
+        other.options, other.passes = options, other._plan(options)
+        extra = max(length for _, _, length in other.passes) - self.token_ids.shape[1]
+        if extra > 0:  # positions after every EOT: token id 0
+            n, _, width = self.token_embedding.shape
+            pad = self.pad_embedding.expand(n, extra, width)
+            other._buffers["token_embedding"] = torch.cat([self.token_embedding, pad], dim=1)
+            other._buffers["token_ids"] = F.pad(self.token_ids, (0, extra))
+        return other
 
     @property
     def dtype(self) -> torch.dtype:
@@ -171,9 +264,10 @@ class PromptedTextEncoder(nn.Module):
         # positional embedding does not, so it cannot tell.
         return self.text_projection.dtype
 
-    def group_slots(self, group: int) -> Tensor:
+    def group_slots(self, group: int, slots: Tensor | None = None) -> Tensor:
         start = sum(self.group_sizes[:group])
-        return self.slots[:, start : start + self.group_sizes[group]]
+        slots = self.slots if slots is None else slots
+        return slots[:, start : start + self.group_sizes[group]]
 
     def forward(self, group_tokens: Sequence[LayerTokens] = ()) -> Tensor:
         """Text features (n_texts, embed_dim), not normalized."""
@@ -181,19 +275,42 @@ class PromptedTextEncoder(nn.Module):
             raise ValueError(
                 f"got tokens for {len(group_tokens)} groups, the layout has {len(self.group_sizes)}"
             )
-        x = self.token_embedding.to(self.dtype)
+        features = []
+        for start, stop, length in self.passes:
+            tokens = [[_class_rows(t, start, stop) for t in layers] for layers in group_tokens]
+            x = self.token_embedding[start:stop, :length].to(self.dtype)
+            if self.options.checkpoint and torch.is_grad_enabled():
+                features.append(
+                    checkpoint(
+                        self._tower, x, tokens, start, stop, use_reentrant=False, preserve_rng_state=False
+                    )
+                )
+            else:
+                features.append(self._tower(x, tokens, start, stop))
+        return features[0] if len(features) == 1 else torch.cat(features)
+
+    def _tower(self, x: Tensor, group_tokens: Sequence[LayerTokens], start: int, stop: int) -> Tensor:
+        """Features of classes start:stop from their embedded tokens x (n, length, width)."""
+        slots = self.slots[start:stop]
         for g, layers in enumerate(group_tokens):
             if len(layers):
-                x = _write_slots(x, self.group_slots(g), layers[0])
-        x = x + self.positional_embedding.to(self.dtype)
+                x = _write_slots(x, self.group_slots(g, slots), layers[0])
+        # CLIP's blocks (clip-anytorch) cut their causal mask to the sequence length themselves.
+        x = x + self.positional_embedding[: x.shape[1]].to(self.dtype)
         for depth, block in enumerate(self.transformer.resblocks):
             if depth > 0:
                 for g, layers in enumerate(group_tokens):
                     if depth < len(layers):
-                        x = _write_slots(x, self.group_slots(g), layers[depth])
+                        x = _write_slots(x, self.group_slots(g, slots), layers[depth])
             x = block(x.permute(1, 0, 2)).permute(1, 0, 2)  # CLIP's blocks take (L, N, D)
-        x = self.ln_final(x).to(self.dtype)
-        return x[torch.arange(x.shape[0], device=x.device), self.eot_index] @ self.text_projection
+        x = x[torch.arange(x.shape[0], device=x.device), self.eot_index[start:stop]]
+        return self.ln_final(x).to(self.dtype) @ self.text_projection  # LayerNorm is per token
+
+
+@torch.no_grad()
+def encode_texts(clip_model: CLIP, texts: Sequence[str], options: TextTowerOptions | None = None) -> Tensor:
+    """CLIP's encode_text of plain texts (unnormalized, on the model's device), short-context and chunked."""
+    return PromptedTextEncoder(clip_model, texts, options=options)()
 
 
 class PromptedImageEncoder(nn.Module):
