@@ -41,7 +41,8 @@ for TEACHER in $TEACHERS; do
     for DATASET in $DATASETS; do
         for SEED in $SEEDS; do
             plan_boost "$DATASET" "$SEED"
-            PLAN_WHAT[BOOST_INDEX]="boost $DATASET seed$SEED teacher $TEACHER"
+            # the boosting run may be another seed's (BOOST_SEEDS): name it after its own folder
+            PLAN_WHAT[BOOST_INDEX]="boost $DATASET seed${PLAN_DIR[BOOST_INDEX]##*seed} teacher $TEACHER"
             cascade_opts
             COMMON="$DATASET/shots_$SHOTS/$TRAINER/$CFG_NAME/seed$SEED"
             TRAIN_DIR="$OUT/train_base/$COMMON"

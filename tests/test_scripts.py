@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ELEVEN = "imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
-B2N_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
+B2N_CFG = "vit_b16_c2_ep20_batch4_8+8ctx_l12"  # the authors' CasPL_PromptSRC (base-to-new)
+XD_CFG = "vit_b16_c2_ep20_batch4_8+8ctx_cross_datasets_l3"  # theirs for cross-dataset / DG
 BOOST_CFG = "vit_b16_l14_ep20_8+8ctx_l12"  # the authors' phase 1, the default BOOST_CONFIG
 XD_BOOST_CFG = "vit_b16_l14_ep20_batch128_4+4ctx_l3"  # theirs for a 3-layer cross-dataset phase 2
 CASPL_B2N = "vit_b16_c2_ep20_batch4_8+8ctx_l12"  # the authors' CasPL_PromptSRC configs
@@ -430,9 +431,8 @@ def test_end_to_end_base2new_sweep_on_synthetic_then_tables(tmp_path, data_root)
 
     results = tables.Results(tables.collect(out))
     text = tables.render(tables.base2new_tables(results)[0], "markdown")
-    rows = {
-        r.split("|")[2].strip(): [c.strip() for c in r.strip("|").split("|")] for r in text.splitlines()[4:]
-    }
+    table_lines = [r for r in text.splitlines() if r.startswith("|")][2:]  # below the header and its rule
+    rows = {r.split("|")[2].strip(): [c.strip() for c in r.strip("|").split("|")] for r in table_lines}
     for trainer, label in (("ZeroshotCLIP", "CLIP"), ("CoOp", "CoOp")):
         base = sum(acc[(trainer, "base")]) / 2
         new = sum(acc[(trainer, "new")]) / 2
@@ -664,7 +664,7 @@ def test_slurm_submission_skips_queued_and_finished_runs_and_waits_for_queued_on
     # targets are still not submitted again.
     lines = queue.read_text().splitlines()
     queue.write_text("\n".join(line for line in lines if not line.startswith(("100|", "101|"))) + "\n")
-    train_dir = repo.parent / f"out/xd/train/imagenet/shots_16/CasPL_PromptSRC/{B2N_CFG}_cross_datasets/seed1"
+    train_dir = repo.parent / f"out/xd/train/imagenet/shots_16/CasPL_PromptSRC/{XD_CFG}/seed1"
     (train_dir / "results.json").write_text("{}")
     (repo.parent / f"out/boost/imagenet/{BOOST_CFG}/seed1/results.json").write_text("{}")
     again = sweep(repo, "dg.sh", **{**env, "DATASETS": "imagenetv2 imagenet_r synthetic"})

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CFG = "vit_b16_ctxv1"
+CFG = "vit_b16_ep50"  # CasPL_CoOp's base-to-new config (the authors')
 
 
 def _status(out: Path, path: str, *flags: str) -> subprocess.CompletedProcess:

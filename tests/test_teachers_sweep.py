@@ -24,22 +24,24 @@ def test_teacher_sweep_plans_phase1_and_phase2_per_teacher(repo):  # noqa: F811
     assert res.returncode == 0, res.stderr
     runs = planned(res.stdout)
     out = repo.parent / "out"
-    assert len(runs) == 2 * 2 * 3  # teachers x seeds x (boost, train base, test new)
+    # per teacher: one phase-1 run (seed 1, read by every seed: BOOST_SEEDS) + (train base, test new) x seeds
+    assert len(runs) == 2 * (1 + 2 * 2)
     for teacher, slug in SLUGS.items():
         mine = [r for r in runs if r[1].startswith(f"{out}/teachers/{slug}/")]
         boosts = [r for r in mine if _opt(r[2], "--trainer") == "CasPL_Boost"]
-        assert len(mine) == 6 and len(boosts) == 2
-        for _, directory, argv in boosts:
-            assert _opt(argv, "TRAINER.CASPL.TEACHER.NAME") == teacher
-            assert directory.startswith(f"{out}/teachers/{slug}/boost/dtd/{BOOST_CFG}/seed")
+        assert len(mine) == 5 and len(boosts) == 1
+        (what, directory, argv) = boosts[0]
+        assert _opt(argv, "TRAINER.CASPL.TEACHER.NAME") == teacher
+        assert directory == f"{out}/teachers/{slug}/boost/dtd/{BOOST_CFG}/seed1"
+        assert what == f"boost dtd seed1 teacher {teacher}"
         for _, directory, argv in mine:
-            if argv in [b[2] for b in boosts]:
+            if argv == boosts[0][2]:
                 continue
-            seed = directory.rsplit("seed", 1)[1]
-            # phase 2 reads this teacher's boosting prompts of the same seed
+            # phase 2 of every seed reads this teacher's boosting prompts
             assert _opt(argv, "TRAINER.CASPL.BOOST_PROMPTS") == (
-                f"{out}/teachers/{slug}/boost/dtd/{BOOST_CFG}/seed{seed}/boost_prompts.pt"
+                f"{out}/teachers/{slug}/boost/dtd/{BOOST_CFG}/seed1/boost_prompts.pt"
             )
+            seed = directory.rsplit("seed", 1)[1]
             assert _opt(argv, "--trainer") == "CasPL_PromptSRC"
             assert f"/shots_16/CasPL_PromptSRC/{B2N_CFG}/seed{seed}" in directory
     bad = sweep(repo, "teachers.sh", DRY_RUN="1", TRAINER="PromptSRC", DATASETS="dtd", SEEDS="1")
