@@ -4,7 +4,8 @@ Two micro-CLIPs are pretrained on it by tools/pretrain_micro_clip.py and shipped
 (caspl/vlm/weights_micro/*.safetensors), loaded by name through caspl.vlm.weights:
 - `micro-student`: the `tiny-vit` shape (32 px, patch 8, 4 layers of width 64 per tower); it never saw the
   colour-shape pairs of the demo dataset (it knows each colour and each shape only from other pairings);
-- `micro-teacher`: OpenAI's ModifiedResNet vision tower (32 px) pretrained on the whole world, for more steps.
+- `micro-teacher`: OpenAI's ModifiedResNet vision tower (32 px) pretrained on the whole world; within the
+  budget its convolutions learn the shapes, where the student's ViT learns the colours but hardly the shapes.
 The demo dataset (datasets/micro_world.py) is 16 of those colour-shape pairs, drawn in every pattern.
 
 The files hold OpenAI's state-dict keys in fp16, except that the 49,408-row token embedding is stored as the
@@ -57,7 +58,7 @@ class MicroSpec:
 MICRO_SPECS: dict[str, MicroSpec] = {
     "micro-student": MicroSpec(32, 32, 4, 64, 8, 64, 4, False, 600, 128, 2e-3, 1),
     # a ResNet: convolutions learn the shapes within a CPU budget where the student's ViT learns colours
-    "micro-teacher": MicroSpec(64, 32, (1, 1, 1, 1), 16, 0, 64, 4, True, 800, 128, 2e-3, 2),
+    "micro-teacher": MicroSpec(64, 32, (1, 1, 1, 1), 16, 0, 64, 4, True, 400, 128, 2e-3, 2),
 }
 
 
