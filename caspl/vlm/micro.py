@@ -27,12 +27,16 @@ SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "frame", "
 PATTERNS = ("plain", "striped", "dotted", "checkered")
 IMAGE_SIZE = 32
 
-# The demo dataset's classes: 16 colour-shape pairs, each colour and each shape twice; the first 8 are the
-# base classes of the base-to-new protocol, the last 8 the new ones. The student's pretraining never shows
-# them; the teacher's shows every pair.
-DEMO_PAIRS: tuple[tuple[str, str], ...] = tuple(
-    (COLOURS[i % 8], SHAPES[(i + 3 * (i // 8)) % 8]) for i in range(16)
-)
+# The demo dataset's classes: 16 colour-shape pairs, each colour twice and each shape twice. The first 8
+# (4 colours) are the base classes of the base-to-new protocol, the last 8 (the 4 other colours) the new
+# ones; within each half a colour names two classes, so the shape must be seen. The student's pretraining
+# never shows these pairs; the teacher's shows every pair.
+DEMO_PAIRS: tuple[tuple[str, str], ...] = (
+    ("red", "circle"), ("red", "diamond"), ("orange", "square"), ("orange", "cross"),
+    ("yellow", "triangle"), ("yellow", "ring"), ("green", "diamond"), ("green", "frame"),
+    ("cyan", "cross"), ("cyan", "bar"), ("blue", "ring"), ("blue", "circle"),
+    ("purple", "frame"), ("purple", "square"), ("pink", "bar"), ("pink", "triangle"),
+)  # fmt: skip
 
 WEIGHTS_DIR = Path(__file__).with_name("weights_micro")
 
