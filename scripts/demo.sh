@@ -4,7 +4,7 @@
 # The micro world (caspl/vlm/micro.py): coloured, patterned shapes and captions made of their words. Two
 # micro-CLIPs pretrained on it ship with the package (tools/pretrain_micro_clip.py regenerates them):
 # `micro-student` (the tiny-vit shape; never saw the demo's colour-shape pairs) and `micro-teacher` (a
-# larger vision tower, pretrained on the whole world). The MicroWorld dataset (16 colour-shape classes:
+# ResNet vision tower, pretrained on the whole world). The MicroWorld dataset (16 colour-shape classes:
 # 8 base, 8 new) is drawn under $DATA on first use. Then, each step a scripts/base2new.sh sweep with the
 # demo configs (configs/trainers/*/demo_micro*.yaml):
 #   1. zero-shot CLIP with the student and with the teacher, on the base and the new classes;
