@@ -25,7 +25,7 @@ install-cpu:
 	touch $(VENV)/.installed
 
 demo: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VERBOSE=$${VERBOSE:-1} bash scripts/demo.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VERBOSE=$${VERBOSE:-0} bash scripts/demo.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -14,7 +14,7 @@ setup(
     description="Cascade Prompt Learning (CasPL) and the CoOp-family prompt learners on a lean Dassl-style engine",
     python_requires=">=3.10",
     packages=find_packages(include=["caspl", "caspl.*"]),
-    package_data={"caspl": ["data/*.json"]},
+    package_data={"caspl": ["data/*.json", "vlm/weights_micro/*.safetensors"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

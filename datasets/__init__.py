@@ -8,6 +8,7 @@ from datasets import (  # noqa: F401
     food101,
     imagenet,
     imagenet_variants,
+    micro_world,
     oxford_flowers,
     oxford_pets,
     stanford_cars,

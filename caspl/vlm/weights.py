@@ -10,6 +10,8 @@ Places, in order (the first that yields a readable state dict wins):
 4. the Hugging Face Hub mirror of the same weights (timm/*.openai, open_clip format = OpenAI's keys),
    through the hub cache ($HF_HUB_CACHE, else $HF_HOME/hub): a pre-filled cache works offline.
 Steps 3-4 use no network when CASPL_OFFLINE=1 or HF_HUB_OFFLINE=1 (step 4 then reads the hub cache only).
+The demo's pretrained micro-CLIPs (`micro-student`, `micro-teacher`, caspl/vlm/micro.py) ship with the package
+and are read from it.
 """
 
 import hashlib
@@ -120,18 +122,22 @@ def hf_cache_dir() -> Path:
 
 
 def known_backbones() -> list[str]:
-    """Backbone names whose weights can be looked up."""
-    return list(CLIP_SOURCES)
+    """Backbone names whose weights can be looked up (OpenAI's, then the shipped micro-CLIPs)."""
+    from caspl.vlm.micro import MICRO_SPECS  # noqa: PLC0415
+
+    return list(CLIP_SOURCES) + list(MICRO_SPECS)
 
 
 def check_backbone_name(name: str) -> None:
-    """Raise CLIPWeightsNotFound unless `name` is a known OpenAI CLIP or a built-in tiny model."""
+    """Raise CLIPWeightsNotFound unless `name` is a known OpenAI CLIP, a shipped micro-CLIP or a tiny model."""
+    from caspl.vlm.micro import MICRO_SPECS  # noqa: PLC0415
     from caspl.vlm.tiny import TINY_SPECS  # noqa: PLC0415
 
-    if name not in CLIP_SOURCES and name not in TINY_SPECS:
+    if name not in CLIP_SOURCES and name not in TINY_SPECS and name not in MICRO_SPECS:
         raise CLIPWeightsNotFound(
-            f"unknown CLIP backbone {name!r}. Known: {', '.join(CLIP_SOURCES)}; built-in random tiny "
-            f"models: {', '.join(TINY_SPECS)}; or set MODEL.BACKBONE.PATH to a local OpenAI CLIP file"
+            f"unknown CLIP backbone {name!r}. Known: {', '.join(CLIP_SOURCES)}; built-in micro-CLIPs: "
+            f"{', '.join(MICRO_SPECS)}; random tiny models: {', '.join(TINY_SPECS)}; or set "
+            "MODEL.BACKBONE.PATH to a local OpenAI CLIP file"
         )
 
 
@@ -283,6 +289,10 @@ def load_clip_state_dict(
         _warn_if_other_arch(name, sd, str(path))
         return sd
 
+    from caspl.vlm.micro import MICRO_SPECS, micro_state_dict  # noqa: PLC0415
+
+    if name in MICRO_SPECS:  # pretrained micro-CLIPs of the demo, shipped with the package
+        return micro_state_dict(name)
     check_backbone_name(name)
     if name not in CLIP_SOURCES:
         raise CLIPWeightsNotFound(
