@@ -50,6 +50,7 @@ CFG="$ROOT/configs/trainers"
 # One dataset, all its 16 shots per base class; nothing else of the caller's sweep settings.
 export DATASETS=micro_world SHOTS=16 LAUNCHER=local DRY_RUN=0 OPTS="" BOOST_OPTS="" GPU=""
 export BOOST_CONFIG="$CFG/CasPL_Boost/demo_micro.yaml"
+mkdir -p "$DATA" # MicroWorld is drawn there on first use; the sweeps check the folder exists
 
 start=$SECONDS
 step() {

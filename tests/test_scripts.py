@@ -666,7 +666,7 @@ def test_slurm_submission_skips_queued_and_finished_runs_and_waits_for_queued_on
     queue.write_text("\n".join(line for line in lines if not line.startswith(("100|", "101|"))) + "\n")
     train_dir = repo.parent / f"out/xd/train/imagenet/shots_16/CasPL_PromptSRC/{XD_CFG}/seed1"
     (train_dir / "results.json").write_text("{}")
-    (repo.parent / f"out/boost/imagenet/{BOOST_CFG}/seed1/results.json").write_text("{}")
+    (repo.parent / f"out/boost/imagenet/{XD_BOOST_CFG}/seed1/results.json").write_text("{}")
     again = sweep(repo, "dg.sh", **{**env, "DATASETS": "imagenetv2 imagenet_r synthetic"})
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("done already") == 2 and again.stdout.count("pending already") == 2
