@@ -6,16 +6,14 @@ pairs, the `micro-student` never saw them. On disk as every CoOp dataset: images
 a split JSON of [relative path, label, class name] rows.
 """
 
-import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from caspl.data import DatasetBase
+from caspl.data.io import generate_dataset_once
 from caspl.registry import DATASET_REGISTRY
 from caspl.vlm.micro import DEMO_PAIRS, PATTERNS, classname, render
 
@@ -26,38 +24,25 @@ SEED = 20241001
 
 def generate_micro_world(dataset_dir: str) -> None:
     """Create `dataset_dir` (images + split JSON) atomically, if it is absent."""
-    if os.path.isfile(os.path.join(dataset_dir, SPLIT_FILE)):
-        return
-    parent = os.path.dirname(os.path.abspath(dataset_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".micro_world-tmp-", dir=parent)
-    try:
+
+    def draw(folder: str) -> dict[str, list[list[Any]]]:
         rng = np.random.default_rng(SEED)
         split: dict[str, list[list[Any]]] = {part: [] for part in SPLIT_SIZES}
         for label, (colour, shape) in enumerate(DEMO_PAIRS):
             name = classname(colour, shape)
-            folder = name.replace(" ", "_")
-            os.makedirs(os.path.join(tmp, "images", folder))
+            class_folder = name.replace(" ", "_")
+            os.makedirs(os.path.join(folder, "images", class_folder))
             for part, n in SPLIT_SIZES.items():
                 for i in range(n):
-                    rel = f"{folder}/{part}_{i:02d}.png"
+                    rel = f"{class_folder}/{part}_{i:02d}.png"
                     pattern = PATTERNS[i % len(PATTERNS)]  # every pattern equally often
                     Image.fromarray(render(colour, shape, pattern, rng)).save(
-                        os.path.join(tmp, "images", rel)
+                        os.path.join(folder, "images", rel)
                     )
                     split[part].append([rel, label, name])
-        with open(os.path.join(tmp, SPLIT_FILE), "w") as f:
-            json.dump(split, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.rename(tmp, dataset_dir)  # atomic; fails if another process finished first
-        except OSError:
-            if not os.path.isfile(os.path.join(dataset_dir, SPLIT_FILE)):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        return split
+
+    generate_dataset_once(dataset_dir, SPLIT_FILE, draw)
 
 
 @DATASET_REGISTRY.register()

@@ -1,15 +1,13 @@
 """Synthetic: a tiny image-folder dataset generated deterministically on first use (tests and the demo)."""
 
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from caspl.data import DatasetBase
-from caspl.data.io import chmod_as_created
+from caspl.data.io import generate_dataset_once
 from caspl.registry import DATASET_REGISTRY
 
 CLASSNAMES = (
@@ -50,38 +48,22 @@ def _render(k: int, rng: np.random.Generator) -> np.ndarray:
 
 def generate_synthetic(dataset_dir: str) -> None:
     """Create `dataset_dir` (images/<class>/<split>_<i>.png + split JSON) atomically, if it is absent."""
-    if os.path.isfile(os.path.join(dataset_dir, SPLIT_FILE)):
-        return
-    parent = os.path.dirname(os.path.abspath(dataset_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".synthetic-tmp-", dir=parent)
-    try:
-        chmod_as_created(tmp)  # mkdtemp's 0700 would outlive the rename below
+
+    def draw(folder: str) -> dict[str, list[list[Any]]]:
         rng = np.random.default_rng(SEED)
         split: dict[str, list[list[Any]]] = {"train": [], "val": [], "test": []}
         for label, name in enumerate(CLASSNAMES):
-            os.makedirs(os.path.join(tmp, "images", name))
+            os.makedirs(os.path.join(folder, "images", name))
             for part, n in SPLIT_SIZES.items():
                 for i in range(n):
                     rel = f"{name}/{part}_{i:02d}.png"
                     Image.fromarray(_render(label, rng)).save(
-                        os.path.join(tmp, "images", rel), optimize=False
+                        os.path.join(folder, "images", rel), optimize=False
                     )
                     split[part].append([rel, label, name])
-        import json  # noqa: PLC0415
+        return split
 
-        with open(os.path.join(tmp, SPLIT_FILE), "w") as f:
-            json.dump(split, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.rename(tmp, dataset_dir)  # atomic; fails if another process finished first
-        except OSError:
-            if not os.path.isfile(os.path.join(dataset_dir, SPLIT_FILE)):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    generate_dataset_once(dataset_dir, SPLIT_FILE, draw)
 
 
 @DATASET_REGISTRY.register()

@@ -2,7 +2,9 @@
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,35 @@ def write_json_atomic(obj: Any, path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def generate_dataset_once(dataset_dir: str, split_file: str, draw: Callable[[str], dict[str, Any]]) -> None:
+    """Create a generated dataset at `dataset_dir` atomically, if its split file is absent.
+
+    `draw(folder)` writes the images under `folder` and returns the split ({"train": [[rel, label, name],
+    ...], "val": ..., "test": ...}); it runs in a hidden temp folder next to `dataset_dir` that is renamed
+    into place, so concurrent runs never see half a dataset (the loser of the rename keeps the winner's).
+    """
+    if os.path.isfile(os.path.join(dataset_dir, split_file)):
+        return
+    parent = os.path.dirname(os.path.abspath(dataset_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dataset_dir)}-tmp-", dir=parent)
+    try:
+        chmod_as_created(tmp)  # mkdtemp's 0700 would outlive the rename below
+        split = draw(tmp)
+        with open(os.path.join(tmp, split_file), "w") as f:
+            json.dump(split, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.rename(tmp, dataset_dir)  # atomic; fails if another process finished first
+        except OSError:
+            if not os.path.isfile(os.path.join(dataset_dir, split_file)):
+                raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_json(path: str) -> Any:

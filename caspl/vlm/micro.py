@@ -150,11 +150,13 @@ def is_micro(name: str) -> bool:
 def pack_state_dict(state_dict: dict[str, torch.Tensor], token_ids: torch.Tensor) -> dict[str, torch.Tensor]:
     """fp16 tensors for the file: the token embedding reduced to the rows of `token_ids`."""
     out = {
-        k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
         for k, v in state_dict.items()
         if k != "token_embedding.weight"
     }
-    out["token_embedding.rows"] = state_dict["token_embedding.weight"][token_ids].detach().half().contiguous()
+    out["token_embedding.rows"] = (
+        state_dict["token_embedding.weight"][token_ids].detach().to(torch.float16).contiguous()
+    )
     out["token_embedding.ids"] = token_ids.to(torch.int32).contiguous()
     return out
 
