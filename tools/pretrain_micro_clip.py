@@ -97,20 +97,9 @@ class Trainee(torch.nn.Module):
 
     def __init__(self, spec: MicroSpec, captions: Captions) -> None:
         super().__init__()
-        from clip.model import CLIP  # noqa: PLC0415
+        from caspl.vlm.tiny import clip_of_spec  # noqa: PLC0415
 
-        self.clip = CLIP(
-            embed_dim=spec.embed_dim,
-            image_resolution=spec.image_resolution,
-            vision_layers=spec.vision_layers,
-            vision_width=spec.vision_width,
-            vision_patch_size=spec.vision_patch_size,
-            context_length=77,
-            vocab_size=49408,
-            transformer_width=spec.transformer_width,
-            transformer_heads=spec.transformer_width // 64,
-            transformer_layers=spec.transformer_layers,
-        )
+        self.clip = clip_of_spec(spec)
         self.captions = captions
         full = self.clip.token_embedding.weight.detach()
         self.embedding = torch.nn.Parameter(full[captions.all_ids].clone())

@@ -1,6 +1,7 @@
 """Random tiny CLIPs for tests and the demo, built through OpenAI's own `clip.model.build_model` path."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from clip.model import CLIP
@@ -28,6 +29,22 @@ TINY_SPECS: dict[str, TinySpec] = {
 }
 
 
+def clip_of_spec(spec: Any) -> CLIP:
+    """OpenAI's CLIP module (random init) for a spec with TinySpec's fields (tiny and micro models alike)."""
+    return CLIP(
+        embed_dim=spec.embed_dim,
+        image_resolution=spec.image_resolution,
+        vision_layers=spec.vision_layers,
+        vision_width=spec.vision_width,
+        vision_patch_size=spec.vision_patch_size,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=spec.transformer_width,
+        transformer_heads=spec.transformer_width // 64,
+        transformer_layers=spec.transformer_layers,
+    )
+
+
 def tiny_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """The state dict of the random tiny CLIP `name`; identical for identical (name, seed)."""
     if name not in TINY_SPECS:
@@ -35,16 +52,5 @@ def tiny_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     s = TINY_SPECS[name]
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
         torch.manual_seed(seed)
-        model = CLIP(
-            embed_dim=s.embed_dim,
-            image_resolution=s.image_resolution,
-            vision_layers=s.vision_layers,
-            vision_width=s.vision_width,
-            vision_patch_size=s.vision_patch_size,
-            context_length=77,
-            vocab_size=49408,
-            transformer_width=s.transformer_width,
-            transformer_heads=s.transformer_width // 64,
-            transformer_layers=s.transformer_layers,
-        )
+        model = clip_of_spec(s)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
