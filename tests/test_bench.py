@@ -292,3 +292,31 @@ def test_gpu_check_torchrun_on_cpu_uses_gloo(tmp_path: Path) -> None:
     run = next(r for r in doc["results"] if r["check"] == "torchrun")
     assert rc == 0 and run["ok"] and run["backend"] == "gloo"
     assert any("nccl: CUDA only" in s for s in doc["skipped"])
+
+
+def test_text_checkpoint_checkpoints_ours_and_the_reference_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--text-checkpoint: both sides of the ratio checkpoint their text towers, only truncation differs."""
+    from caspl.vlm.prompted import PromptedTextEncoder
+
+    seen = []
+    original = PromptedTextEncoder.with_options
+
+    def recording(self, options):
+        seen.append((self.options, options))
+        return original(self, options)
+
+    monkeypatch.setattr(PromptedTextEncoder, "with_options", recording)
+    out = tmp_path / "bench.json"
+    args = [*QUICK, "--kinds", "b", "--methods", "PromptSRC", "--without-cascades", "--json", str(out)]
+    assert main([*args, "--text-checkpoint"]) == 0
+    assert seen and all(ours.checkpoint and ours.truncate for ours, _ in seen)
+    assert all(ref.checkpoint and not ref.truncate and ref.chunk == ours.chunk for ours, ref in seen)
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["settings"]["text_checkpoint"] is True
+    assert any(r["kind"] == "r" and "checkpointed" in r["name"] for r in doc["rows"])
+    seen.clear()
+    assert main(args) == 0  # the default: the published one-pass 77-token tower
+    assert seen and all(not ours.checkpoint for ours, _ in seen)
+    assert all(not ref.truncate and not ref.checkpoint and ref.chunk == 0 for _, ref in seen)

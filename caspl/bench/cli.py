@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-method", default=None, help="cascaded trainer for (c)/(d) (default: first present)"
     )
+    p.add_argument(
+        "--text-checkpoint",
+        action="store_true",
+        help="MODEL.TEXT_TOWER.CHECKPOINT on, for our text towers and the 77-token reference alike (the "
+        "reference's activations on 1000 classes need ~31 GiB without it)",
+    )
     p.add_argument("--kinds", default="abcd", help="sections to run, subset of abcd (floors come along)")
     p.add_argument("--config-dir", default="configs/trainers", help="published trainer YAMLs, when present")
     p.add_argument("--seed", type=int, default=0)
@@ -134,6 +140,7 @@ def settings_from_args(args: argparse.Namespace, workdir: Path) -> Settings:
         seed=args.seed,
         all_templates=args.all_templates,
         cascades=not args.without_cascades,
+        text_checkpoint=args.text_checkpoint,
     )
 
 
@@ -165,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_classes": settings.train_classes,
             "warmup": settings.warmup,
             "repeats": settings.repeats,
+            "text_checkpoint": settings.text_checkpoint,
         },
         "kinds": KINDS,
         "timing": "each variant's minimum over interleaved repeats (A B A B ...); spread = slowest / fastest",

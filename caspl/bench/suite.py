@@ -42,12 +42,21 @@ TARGET_BACKBONE, TARGET_TEACHER, TARGET_CLASSES = "ViT-B/16", "ViT-L/14", 1000
 REFERENCE = TextTowerOptions(truncate=False, chunk=0, checkpoint=False)  # what the published code runs
 
 
-class ReferenceTower:
-    """Swaps every text encoder of a model for its 77-token, one-pass version during `active()`."""
+def reference_options(ours: TextTowerOptions, checkpointed: bool) -> TextTowerOptions:
+    """The reference computation of a text encoder running with `ours`: the 77-token, one-pass tower, or
+    (`checkpointed`, for machines where its activations do not fit) the 77-token tower with our chunks and
+    activation checkpointing, so that truncation is the only difference."""
+    if not checkpointed:
+        return REFERENCE
+    return TextTowerOptions(truncate=False, chunk=ours.chunk, checkpoint=True)
 
-    def __init__(self, *roots: nn.Module) -> None:
+
+class ReferenceTower:
+    """Swaps every text encoder of a model for its reference version during `active()`."""
+
+    def __init__(self, *roots: nn.Module, checkpointed: bool = False) -> None:
         self.sites = [
-            (parent, name, child, child.with_options(REFERENCE))
+            (parent, name, child, child.with_options(reference_options(child.options, checkpointed)))
             for root in roots
             for parent in root.modules()
             for name, child in parent.named_children()
@@ -88,6 +97,9 @@ class Settings:
     seed: int = 0
     all_templates: bool = False  # PromptSRC's frozen targets from all 60 templates (build time only)
     cascades: bool = True  # (b): each method's CasPL version too
+    # Text towers with activation checkpointing, ours and the reference alike (MODEL.TEXT_TOWER.CHECKPOINT):
+    # the 77-token reference on 1000 classes needs ~31 GiB of activations without it.
+    text_checkpoint: bool = False
 
 
 @dataclass
@@ -100,6 +112,14 @@ class Suite:
     notes: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def ref_tower(self) -> str:
+        return "77-token text tower" + (", checkpointed as ours" if self.s.text_checkpoint else "")
+
+    @property
+    def ref_name(self) -> str:
+        return ("checkpointed " if self.s.text_checkpoint else "") + "77-token reference"
+
     @contextlib.contextmanager
     def quiet(self) -> Iterator[None]:
         """Trainers print their parameter lists while building; keep that out of the table unless asked."""
@@ -153,6 +173,8 @@ class Suite:
         cfg, source = method_cfg(
             name, self.s.backbone, self.s.precision, self.s.workdir, self.s.teacher, self.s.config_dir
         )
+        if self.s.text_checkpoint:
+            cfg.MODEL.TEXT_TOWER.CHECKPOINT = True
         with self.quiet(), few_frozen_templates(not self.s.all_templates):
             trainer, built = build_trainer(cfg, class_names(n_classes), self.s.device)
         if source:
@@ -170,7 +192,7 @@ class Suite:
         boost = trainer.cfg.TRAINER.CASPL.BOOST
         model, prec, device = trainer.model, trainer.prec, self.s.device
         teacher_logits = trainer.teacher(images).clone()  # out of inference mode for the floor's loss
-        reference = ReferenceTower(model)
+        reference = ReferenceTower(model, checkpointed=self.s.text_checkpoint)
 
         def step() -> None:
             trainer.forward_backward({"img": images})
@@ -216,7 +238,7 @@ class Suite:
         rows.append(
             self.row(
                 "r",
-                "reference CasPL_Boost step (77-token text tower)",
+                f"reference CasPL_Boost step ({self.ref_tower})",
                 m["reference"],
                 self.s.batch,
                 prec,
@@ -234,7 +256,7 @@ class Suite:
         self.target(f"boosting step (x teacher fwd + student fwd/bwd), {pair}, {n} classes", ratio, BOOST_LIMIT,
                     scope, on_shape)  # fmt: skip
         self.target(
-            f"boosting step speedup vs 77-token reference, {pair}, {shape}, {n} classes",
+            f"boosting step speedup vs {self.ref_name}, {pair}, {shape}, {n} classes",
             speedup,
             BOOST_SPEEDUP,
             f"{scope}, {TARGET_CLASSES} classes",
@@ -270,7 +292,7 @@ class Suite:
         images, labels = self.batch(input_resolution(built[0]), self.s.batch, n)
         model, prec, device = trainer.model, trainer.prec, self.s.device
         batch = {"img": images, "label": labels}
-        reference_tower = ReferenceTower(model)
+        reference_tower = ReferenceTower(model, checkpointed=self.s.text_checkpoint)
 
         def step() -> None:
             trainer.forward_backward(batch)
@@ -319,7 +341,7 @@ class Suite:
         rows.append(self.row("e", f"floor {name}", floor_m, self.s.batch, prec, classes=n, note=floor_note))
         rows.append(
             self.row(
-                "r", f"reference {name} (77-token text tower)", m["ref_step"], self.s.batch, prec, classes=n
+                "r", f"reference {name} ({self.ref_tower})", m["ref_step"], self.s.batch, prec, classes=n
             )
         )
         scope = f"{TARGET_BACKBONE} fp32 CPU"
@@ -327,7 +349,7 @@ class Suite:
                     self.on_target_shapes())  # fmt: skip
         if name in TRAIN_SPEEDUP:
             self.target(
-                f"train step {name} speedup vs 77-token reference, {n} classes",
+                f"train step {name} speedup vs {self.ref_name}, {n} classes",
                 speedup,
                 TRAIN_SPEEDUP[name],
                 f"{scope}, {TARGET_CLASSES} ImageNet names",
@@ -368,7 +390,7 @@ class Suite:
     def evaluation(self, trainer: Any, name: str, images: Tensor, prec: str, n: int) -> None:
         bs = images.shape[0]
         trainer.before_evaluation()
-        reference = ReferenceTower(trainer.model)
+        reference = ReferenceTower(trainer.model, checkpointed=self.s.text_checkpoint)
 
         def cached() -> None:
             trainer.model_inference(images)
@@ -426,7 +448,7 @@ class Suite:
         rows.append(
             self.row(
                 "r",
-                f"reference eval {name}, text-cache build (77-token text tower)",
+                f"reference eval {name}, text-cache build ({self.ref_tower})",
                 m["build_ref"],
                 bs,
                 prec,
@@ -443,7 +465,7 @@ class Suite:
             higher_is_better=True,
         )
         self.target(
-            f"eval text-cache build speedup vs 77-token reference ({n} classes)",
+            f"eval text-cache build speedup vs {self.ref_name} ({n} classes)",
             build_speedup,
             CACHE_SPEEDUP,
             scope,
