@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CasPL in miniature, measured, with nothing to download (`make demo`; ~4.5 min of CPU time).
+# CasPL in miniature, measured, with nothing to download (`make demo`; ~3 min of CPU time).
 # One line per run; each run's output and config stay in its console.txt and log.txt.
 # The micro world (caspl/vlm/micro.py): coloured, patterned shapes and captions made of their words. Two
 # micro-CLIPs pretrained on it ship with the package (tools/pretrain_micro_clip.py regenerates them):

@@ -98,7 +98,7 @@ def test_demo_boosts_then_cascades_the_boosting_prompts(demo):
     assert len(payload["text"]) == len(payload["vision"]) == 3  # depth 3 of the student's 4 layers
     record = json.loads((boost_dir / "results.json").read_text())
     before, after = record["kd_heldout_before"], record["kd_heldout_after"]
-    assert after < 0.95 * before  # boosting moved the student towards the teacher (see README: not far)
+    assert after < before / 2  # boosting brought the student towards the teacher (README: about 3x)
     assert f"held-out KL to the teacher {before:.4f} -> {after:.4f}" in stdout
     for trainer in ("CasPL_CoOp", "CasPL_PromptSRC"):
         for folder in ("train_base", "test_new"):

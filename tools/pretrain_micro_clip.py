@@ -45,7 +45,10 @@ from caspl.vlm.micro import (  # noqa: E402
 
 TEMPLATES = tuple(IMAGENET_TEMPLATES) + ("{}.",)  # "{}." : CasPL's "[boosting tokens] red circle."
 SOS, EOT = 49406, 49407
-KEEP = {"colour": 0.8, "pattern": 0.5, "shape": 0.8}  # chance that a caption names each attribute
+# Chance that a caption names each attribute. Every caption names the shape: when most captions named the
+# colour, colour alone solved most of the contrastive loss and the student's ViT never learnt shape (measured:
+# 800 steps at colour 0.8 / shape 0.8 left its zero-shot on seen colour-shape pairs at the colour-only 17%).
+KEEP = {"colour": 0.5, "pattern": 0.5, "shape": 1.0}
 
 
 def _descriptions() -> list[tuple[str | None, str | None, str | None]]:
