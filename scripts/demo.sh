@@ -5,14 +5,14 @@
 # micro-CLIPs pretrained on it ship with the package (tools/pretrain_micro_clip.py regenerates them):
 # `micro-student` (the tiny-vit shape; never saw the demo's colour-shape pairs) and `micro-teacher` (a
 # ResNet vision tower, pretrained on the whole world). The MicroWorld dataset (16 colour-shape classes:
-# 8 base, 8 new) is drawn under $DATA on first use. Then, each step a scripts/base2new.sh sweep with the
-# demo configs (configs/trainers/*/demo_micro*.yaml):
+# 8 base, 8 new) is drawn under $DATA on first use. Then scripts/base2new.sh sweeps with the demo configs
+# (configs/trainers/*/demo_micro*.yaml), two at a time where they do not depend on each other:
 #   1. zero-shot CLIP with the student and with the teacher, on the base and the new classes;
 #   2. phase 1, CasPL_Boost: boosting prompts of the student distilled from the teacher on the unlabeled
-#      train images; the boosted CLIP (CasPL_ZS, "CLIP+CasPL") evaluated;
-#   3. CoOp and CoOp+CasPL (CasPL_CoOp: CoOp + the frozen boosting prompts of step 2) trained on the base
-#      classes, evaluated on base and new;
-#   4. PromptSRC and PromptSRC+CasPL, likewise;
+#      train images; the boosted CLIP (CasPL_ZS, "CLIP+CasPL") evaluated; beside it CoOp, trained on the
+#      base classes and evaluated on base and new;
+#   3. CoOp+CasPL (CasPL_CoOp: CoOp + the frozen boosting prompts of step 2); beside it PromptSRC;
+#   4. PromptSRC+CasPL;
 # then the held-out KL to the teacher before/after boosting and the base-to-new table of tools/tables.py
 # (also written to $OUT/base2new_table.md). Finished runs are skipped on a re-run (delete $OUT to start
 # over).
@@ -25,6 +25,8 @@
 #   PYTHON   python command (default python)
 #   VERBOSE  1: show each run's output and progress bars (default 0: one line per run; each run's full
 #            output and config stay in <run dir>/console.txt and log.txt)
+#   DEMO_PARALLEL  1: two independent sweeps side by side, one thread per run (default 1 on a machine with
+#            2 or more cores); 0: one run at a time
 
 set -euo pipefail
 
@@ -41,6 +43,13 @@ export SEEDS="${SEEDS:-1}"
 export PYTHON="${PYTHON:-python}"
 export VERBOSE="${VERBOSE:-0}"
 export JOBS=1
+# Independent sweeps side by side on a machine with 2 or more cores, one thread per run.
+if [ -z "${DEMO_PARALLEL:-}" ]; then
+    DEMO_PARALLEL=0
+    cores="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)" # nproc reads OMP_*
+    if [ "$cores" -ge 2 ]; then DEMO_PARALLEL=1; fi
+fi
+if [ "$DEMO_PARALLEL" = 1 ]; then export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"; fi
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     echo "ERROR: PYTHON=$PYTHON not found; run 'make demo' or set PYTHON (e.g. PYTHON=.venv/bin/python)" >&2
     exit 2
@@ -60,17 +69,37 @@ step() {
 sweep() { # TRAINER CONFIG
     TRAINER="$1" CONFIG="$2" bash "$ROOT/scripts/base2new.sh"
 }
+# A sweep prints "[1/2] <run> ... " and ends that line when the run is done: passed on as whole lines, the
+# lines of two sweeps side by side interleave but are never cut.
+whole_lines() {
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line"; done
+}
+# Two sweeps that do not depend on each other: side by side when DEMO_PARALLEL=1 (their lines interleave;
+# each names its run), else one after the other.
+side_by_side() { # TRAINER CONFIG TRAINER CONFIG
+    if [ "$DEMO_PARALLEL" != 1 ]; then
+        sweep "$1" "$2"
+        sweep "$3" "$4"
+        return
+    fi
+    sweep "$1" "$2" | whole_lines &
+    local first=$!
+    sweep "$3" "$4" | whole_lines &
+    local second=$! failed=0
+    wait "$first" || failed=1
+    wait "$second" || failed=1
+    return "$failed"
+}
 
 step 1 "zero-shot CLIP: micro-student, micro-teacher"
-sweep ZeroshotCLIP "$CFG/ZeroshotCLIP/demo_micro_student.yaml"
-sweep ZeroshotCLIP "$CFG/ZeroshotCLIP/demo_micro_teacher.yaml"
-step 2 "boosting (CasPL_Boost: student <- teacher on unlabeled images), then the boosted CLIP (CasPL_ZS)"
-sweep CasPL_ZS "$BOOST_CONFIG"
-step 3 "CoOp and CoOp+CasPL on the base classes, evaluated on base and new"
-sweep CoOp "$CFG/CoOp/demo_micro.yaml"
-sweep CasPL_CoOp "$CFG/CasPL_CoOp/demo_micro.yaml"
-step 4 "PromptSRC and PromptSRC+CasPL on the base classes, evaluated on base and new"
-sweep PromptSRC "$CFG/PromptSRC/demo_micro.yaml"
+side_by_side ZeroshotCLIP "$CFG/ZeroshotCLIP/demo_micro_student.yaml" \
+    ZeroshotCLIP "$CFG/ZeroshotCLIP/demo_micro_teacher.yaml"
+step 2 "boosting (CasPL_Boost: student <- teacher on unlabeled images), then the boosted CLIP (CasPL_ZS); CoOp"
+side_by_side CasPL_ZS "$BOOST_CONFIG" CoOp "$CFG/CoOp/demo_micro.yaml"
+step 3 "CoOp+CasPL (CoOp + the frozen boosting prompts of step 2); PromptSRC"
+side_by_side CasPL_CoOp "$CFG/CasPL_CoOp/demo_micro.yaml" PromptSRC "$CFG/PromptSRC/demo_micro.yaml"
+step 4 "PromptSRC+CasPL"
 sweep CasPL_PromptSRC "$CFG/CasPL_PromptSRC/demo_micro.yaml"
 
 echo

@@ -34,7 +34,7 @@ def _demo(cwd: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("TRAINER", "CONFIG", "SEEDS", "GPU", "OPTS", "VERBOSE")
+        if k not in ("TRAINER", "CONFIG", "SEEDS", "GPU", "OPTS", "VERBOSE", "DEMO_PARALLEL")
     }
     clean.update(PYTHON=sys.executable, **env)
     return subprocess.run(
@@ -56,7 +56,7 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
 def demo(tmp_path_factory):
     """One demo run from outside the repository, with a relative OUT (taken from the caller's folder)."""
     cwd = tmp_path_factory.mktemp("elsewhere")
-    res = _demo(cwd, OUT="demo_out", DATA=str(cwd / "data"))
+    res = _demo(cwd, OUT="demo_out", DATA=str(cwd / "data"), DEMO_PARALLEL="1")  # two sweeps side by side
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return cwd / "demo_out", res.stdout
 
@@ -81,6 +81,8 @@ def test_demo_prints_the_base_to_new_table_of_its_runs(demo):
         assert rows[label] == expected, trainer
     # One progress line per run; the boosting run is made once and shared by the three CasPL trainers.
     assert len(re.findall(r" ok in \d", stdout)) == 15 and stdout.count("done already") == 2
+    # Two sweeps side by side: their lines interleave, but each run's line is whole.
+    assert all(re.match(r"\[\d/\d\] ", line) for line in stdout.splitlines() if " ok in " in line)
     assert (out / "base2new_table.md").read_text() in stdout
     # Quiet: no config dump or progress bar on the terminal, but each run's log keeps its full config.
     assert len(stdout.splitlines()) < 120 and "OPTIM:" not in stdout
@@ -111,7 +113,7 @@ def test_demo_boosts_then_cascades_the_boosting_prompts(demo):
 @pytest.mark.slow
 def test_demo_rerun_skips_every_finished_run(demo):
     out, stdout = demo
-    res = _demo(out.parent, OUT=str(out), DATA=str(out.parent / "data"))
+    res = _demo(out.parent, OUT=str(out), DATA=str(out.parent / "data"), DEMO_PARALLEL="0")
     assert res.returncode == 0, res.stderr
     assert " ok in " not in res.stdout and res.stdout.count("done already") == 17
     assert _table_rows(res.stdout) == _table_rows(stdout)
