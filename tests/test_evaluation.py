@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ REGEX_ACC = re.compile(r"\* accuracy: ([\.\deE+-]+)%")
 REGEX_ERR = re.compile(r"\* error: ([\.\deE+-]+)%")
 
 LAB2CNAME = {0: "cat", 1: "dog", 2: "fish"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _cfg(per_class: bool = False, tmp_path=None):
@@ -133,3 +135,31 @@ def test_unknown_evaluator_lists_registered_ones():
     cfg.TEST.EVALUATOR = "Retrieval"
     with pytest.raises(KeyError, match="Retrieval.*Classification"):
         build_evaluator(cfg)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_equal_sklearns_on_random_labels(seed):
+    """Our numpy macro-F1 and confusion matrix compute what Dassl's sklearn calls compute (classes missing
+    from the truth, never predicted, or only predicted included)."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    from caspl.evaluation.evaluator import macro_f1_score, row_normalised_confusion
+
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 12, size=200)
+    y_pred = np.where(rng.random(200) < 0.4, y_true, rng.integers(0, 15, size=200))
+    expected = f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0)
+    assert macro_f1_score(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
+    labels = np.union1d(y_true, y_pred)
+    reference = np.nan_to_num(confusion_matrix(y_true, y_pred, labels=labels, normalize="true"))
+    assert np.allclose(row_normalised_confusion(y_true, y_pred, labels), reference, atol=1e-12)
+
+
+def test_train_py_does_not_import_sklearn():
+    """sklearn costs every run about a second of imports; only LinearProbeCLIP needs it (lazily)."""
+    import subprocess
+    import sys
+
+    code = "import sys, train, trainers, datasets; sys.exit('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
