@@ -167,6 +167,13 @@ def test_encode_texts_equals_clip_and_the_options_change_the_passes():
     enc = PromptedTextEncoder(model, texts, options=TextTowerOptions(chunk=4))
     assert [p[:2] for p in enc.passes] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 21)]
     assert enc.token_embedding.shape[1] == max(p[2] for p in enc.passes) < 77
+    # The chunks run over the classes sorted by prompt length: shorter passes than in the classes' order.
+    assert enc.sorted and [p[2] for p in enc.passes] == sorted(p[2] for p in enc.passes)
+    eot = enc.eot_index + 1
+    in_order = sum(int(eot[a:b].max()) * (b - a) for a, b, _ in enc.passes)
+    assert sum((b - a) * length for a, b, length in enc.passes) < in_order
+    one_pass = PromptedTextEncoder(model, texts, options=TextTowerOptions(chunk=0))
+    assert not one_pass.sorted  # nothing to gain from sorting one pass
     with pytest.raises(ValueError, match="CHUNK"):
         TextTowerOptions(chunk=-1)
 
