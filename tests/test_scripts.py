@@ -56,8 +56,8 @@ echo "$$" >> "$FAKE_CALLS.pids"
 # Like torchrun with its workers: a child process, stopped with the run when the run gets SIGTERM.
 sleep "${FAKE_SLEEP:-0}" &
 child=$!
-echo "$child" >> "$FAKE_CALLS.pids"
 trap 'kill $child; wait $child; exit 143' TERM
+echo "$child" >> "$FAKE_CALLS.pids"  # after the trap: a test signals once both pids are written
 wait $child
 if [ "$trainer" = CasPL_Boost ]; then echo tensors > "$out/boost_prompts.pt"; fi
 echo '{"metrics": {"accuracy": 50.0}}' > "$out/results.json"
@@ -512,6 +512,13 @@ def test_signal_to_the_sweep_stops_its_runs_and_waits_for_them(repo, sig, jobs, 
     while len(pids_file.read_text().split()) < 2 * int(jobs) if pids_file.exists() else True:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
+    # Signal the sweep once it blocks in `wait` (the kernel's do_wait): a trapped signal that lands between
+    # bash's check for pending traps and that syscall only runs its trap when a child exits (a bash race; on
+    # a loaded machine the runs can start before the sweep reaches its wait).
+    wchan = Path(f"/proc/{proc.pid}/wchan")
+    while wchan.exists() and wchan.read_text().strip() not in ("do_wait", "0", ""):
+        assert time.monotonic() < deadline, wchan.read_text()
+        time.sleep(0.02)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == rc, out + err
