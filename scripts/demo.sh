@@ -75,20 +75,59 @@ whole_lines() {
     local line
     while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line"; done
 }
-# Two sweeps that do not depend on each other: side by side when DEMO_PARALLEL=1 (their lines interleave;
-# each names its run), else one after the other.
+# Sweeps in the background ignore SIGINT (bash does that to background jobs), so Ctrl-C or SIGTERM to the
+# demo is passed on to them as SIGTERM: each stops its runs as it does on its own, and the demo stops.
+PIPES=() PID_FILES=() STOPPED=""
+stop_beside() {
+    STOPPED="$1"
+    local f pid
+    for f in "${PID_FILES[@]}"; do
+        pid="$(cat "$f" 2>/dev/null || true)"
+        if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+}
+# Sweep TRAINER CONFIG in the background, its lines whole; the sweep's own pid goes to a file (the process
+# to signal), the pipeline's to PIPES (its end: the sweep has ended and its last line is out).
+beside() {
+    local pid_file
+    pid_file="$(mktemp)"
+    PID_FILES+=("$pid_file")
+    {
+        TRAINER="$1" CONFIG="$2" bash "$ROOT/scripts/base2new.sh" &
+        echo "$!" >"$pid_file"
+        wait "$!"
+    } | whole_lines &
+    PIPES+=($!)
+}
+# Wait for background job $1, also when a signal interrupts the wait; returns its exit status.
+wait_job() {
+    local rc=0
+    while :; do
+        if wait "$1"; then rc=0; else rc=$?; fi
+        kill -0 "$1" 2>/dev/null || return "$rc"
+    done
+}
+# Two sweeps that do not depend on each other: side by side when DEMO_PARALLEL=1, else one after the other.
 side_by_side() { # TRAINER CONFIG TRAINER CONFIG
     if [ "$DEMO_PARALLEL" != 1 ]; then
         sweep "$1" "$2"
         sweep "$3" "$4"
         return
     fi
-    sweep "$1" "$2" | whole_lines &
-    local first=$!
-    sweep "$3" "$4" | whole_lines &
-    local second=$! failed=0
-    wait "$first" || failed=1
-    wait "$second" || failed=1
+    PIPES=() PID_FILES=()
+    trap 'stop_beside INT' INT
+    trap 'stop_beside TERM' TERM
+    beside "$1" "$2"
+    beside "$3" "$4"
+    local pid failed=0
+    for pid in "${PIPES[@]}"; do wait_job "$pid" || failed=1; done
+    trap - INT TERM
+    rm -f "${PID_FILES[@]}"
+    if [ -n "$STOPPED" ]; then
+        echo "demo stopped by SIG$STOPPED" >&2
+        if [ "$STOPPED" = INT ]; then exit 130; fi
+        exit 143
+    fi
     return "$failed"
 }
 

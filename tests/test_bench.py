@@ -272,7 +272,7 @@ def _gpu_check(tmp_path: Path, *extra: str) -> tuple[int, dict, str]:
 
 def test_gpu_check_runs_end_to_end_on_cpu_and_says_what_it_skipped(tmp_path: Path) -> None:
     rc, doc, md = _gpu_check(tmp_path, "--trainers", "CoOp,CasPL_Boost", "--skip-torchrun")
-    assert rc == 0 and doc["ok"] and doc["device"] == "cpu" and doc["backbone"] == "tiny-vit"
+    assert rc == 0 and doc["ok"] and doc["device"] == "cpu" and doc["backbone"] == "tiny-vit", md
     runs = [r for r in doc["results"] if r["check"] == "train"]
     assert {(r["trainer"], r["precision"]) for r in runs} == {
         (t, p) for t in ("CoOp", "CasPL_Boost") for p in ("fp32", "bf16")

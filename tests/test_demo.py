@@ -117,3 +117,47 @@ def test_demo_rerun_skips_every_finished_run(demo):
     assert res.returncode == 0, res.stderr
     assert " ok in " not in res.stdout and res.stdout.count("done already") == 17
     assert _table_rows(res.stdout) == _table_rows(stdout)
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Live (not zombie) processes of session `sid`."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields after "(comm)": state, ppid, pgrp, session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweeps_side_by_side_and_their_runs(tmp_path):
+    """Background sweeps ignore SIGINT: the demo passes Ctrl-C on to them, and nothing is left running."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TRAINER", "CONFIG", "SEEDS", "VERBOSE")}
+    env.update(PYTHON=sys.executable, OUT=str(tmp_path / "out"), DEMO_PARALLEL="1")
+    proc = subprocess.Popen(
+        ["bash", str(REPO / "scripts/demo.sh")], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's Ctrl-C is not ignored
+    )  # fmt: skip
+    runs = tmp_path / "out/base2new/train_base/micro_world/shots_16/ZeroshotCLIP"
+    deadline = time.monotonic() + 120
+    while len(list(runs.glob("*/seed1/console.txt"))) < 2:  # both sweeps have a run under way
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    time.sleep(0.5)  # each sweep is waiting for its run (which needs seconds of imports before it can end)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "demo stopped by SIGINT" in err and err.count("SIGTERM: stopping the 1 run(s) under way") == 2, err
+    assert "demo step 2/4" not in out  # nothing new started
+    deadline = time.monotonic() + 10
+    while _session_processes(proc.pid):
+        assert time.monotonic() < deadline, _session_processes(proc.pid)
+        time.sleep(0.1)
+    assert not list(tmp_path.glob("out/base2new/*/micro_world/shots_16/ZeroshotCLIP/*/seed1/results.json"))

@@ -492,6 +492,12 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
+def _default_sigint() -> None:
+    """A terminal's Ctrl-C reaches a sweep whose SIGINT is not ignored; bash cannot trap a signal ignored at
+    its start, and pytest started as a background job (`make test &`) hands an ignored SIGINT down."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "jobs", "rc"), [(signal.SIGTERM, "1", 143), (signal.SIGINT, "2", 130)])
 def test_signal_to_the_sweep_stops_its_runs_and_waits_for_them(repo, sig, jobs, rc):
     """`kill <sweep pid>` or Ctrl-C (SIGINT to the sweep's bash only): no run is left behind."""
@@ -505,7 +511,7 @@ def test_signal_to_the_sweep_stops_its_runs_and_waits_for_them(repo, sig, jobs, 
     )  # fmt: skip
     proc = subprocess.Popen(
         ["bash", "scripts/base2new.sh"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        text=True, start_new_session=True, preexec_fn=_default_sigint,
     )  # fmt: skip
     pids_file = repo.parent / "calls.txt.pids"
     deadline = time.monotonic() + 30

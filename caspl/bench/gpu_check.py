@@ -59,6 +59,7 @@ class Check:
             for part in path:
                 node = node[part]
             node[leaf] = value
+        torch.manual_seed(0)  # prompt initialisations: the same check gives the same losses in any process
         # Trainers print their parameter lists while building: keep the report readable.
         with few_frozen_templates(True), contextlib.redirect_stdout(io.StringIO()):
             trainer, built = build_trainer(cfg, class_names(n_classes), self.device)
