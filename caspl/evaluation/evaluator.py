@@ -16,20 +16,19 @@ from caspl.utils.checkpoint import atomic_write_text
 def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Macro F1 over the classes present in the ground truth (Dassl's sklearn call: labels=unique(y_true),
     zero_division=0); a class never predicted right scores 0. Per class F1 = 2TP / (2TP + FP + FN)."""
+    size = int(max(y_true.max(), y_pred.max())) + 1
+    tp = np.bincount(y_true[y_true == y_pred], minlength=size)
+    true_count = np.bincount(y_true, minlength=size)  # TP + FN
+    pred_count = np.bincount(y_pred, minlength=size)  # TP + FP
     labels = np.unique(y_true)
-    hit = y_true == y_pred
-    tp = np.array([np.sum(hit & (y_true == c)) for c in labels], dtype=np.float64)
-    true_count = np.array([np.sum(y_true == c) for c in labels], dtype=np.float64)  # TP + FN
-    pred_count = np.array([np.sum(y_pred == c) for c in labels], dtype=np.float64)  # TP + FP
-    return float(np.mean(2.0 * tp / (true_count + pred_count)))
+    return float(np.mean(2.0 * tp[labels] / (true_count[labels] + pred_count[labels])))
 
 
 def row_normalised_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Confusion matrix over `labels` (rows: truth, columns: prediction), each row divided by its count;
-    a class that is only ever predicted has an empty row: 0, not NaN."""
-    index = {int(c): i for i, c in enumerate(labels)}
+    """Confusion matrix over the sorted `labels` (rows: truth, columns: prediction), each row divided by its
+    count; a class that is only ever predicted has an empty row: 0, not NaN."""
     counts = np.zeros((len(labels), len(labels)), dtype=np.float64)
-    np.add.at(counts, ([index[int(t)] for t in y_true], [index[int(p)] for p in y_pred]), 1.0)
+    np.add.at(counts, (np.searchsorted(labels, y_true), np.searchsorted(labels, y_pred)), 1.0)
     rows = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
 
